@@ -1,0 +1,48 @@
+# Two commands for people (see README.md): `make course` and `make test`.
+# Everything else here is what they stand on. Each step is idempotent: a second run
+# only re-installs when pyproject.toml or constraints.txt changed.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.rlteach-installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: course test test-fast setup exercises clean-notebooks bench help
+
+help:
+	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
+	@echo "make test       set up, then run the whole test suite"
+	@echo "make test-fast  the library tests alone (seconds)"
+	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
+	@echo "make bench      time every notebook and one autograde per assignment"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "rlteach needs Python 3.11 or newer; this is " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (rlteach)" >/dev/null
+	@touch $(STAMP)
+
+course: setup
+	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) \
+		--LabApp.default_url=/lab/tree/lectures
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not notebooks and not slow"
+
+exercises: setup
+	$(BIN)/python scripts/clean_notebooks.py lectures solutions
+	$(BIN)/nbgrader generate_assignment --all --force --log-level=WARN
+
+clean-notebooks: setup
+	$(BIN)/python scripts/clean_notebooks.py lectures solutions exercises
+
+bench: setup
+	$(BIN)/python benchmarks/course.py

@@ -1,0 +1,285 @@
+"""The grading harness that every exercise's tests call.
+
+A grade cell reads::
+
+    check(importance_weights, "importance_weights")             # visible cases
+    check(importance_weights, "importance_weights", seed=7, edge=True)   # hidden ones
+
+:func:`check` runs the student's function and the sealed reference on the same seeded
+cases (random ones, and with ``edge=True`` the edge cases: extreme log-probabilities,
+single samples, empty batches, ...), on the device ``RLTEACH_DEVICE`` names, and compares
+them within the part's stated tolerance. On a mismatch it raises :class:`CheckFailed`
+with what is wrong (type, shape, dtype, device, the worst index and both values) and,
+where the answer matches a known mistake, which one. The message never shows the code of
+the test that produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlteach.device import default_device
+from rlteach.seal import SealedReferenceError, reference_name, sealed
+
+STDOUT_LIMIT = 2_000
+
+
+@dataclass(frozen=True)
+class Case:
+    """One input to a graded function: a name the student may read, and the arguments."""
+
+    name: str
+    args: tuple
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known wrong answer: ``fn`` computes it, ``hint`` explains it to the student."""
+
+    hint: str
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Part:
+    """A graded exercise part: the reference, its cases and the mistakes it recognises.
+
+    ``cases(seed, edge)`` returns CPU cases; ``edge=False`` gives random cases, ``True``
+    the edge cases. A value matches when ``|got − want| ≤ atol + rtol·|want|``.
+    """
+
+    name: str
+    reference: Callable[..., Any]
+    cases: Callable[[int, bool], list[Case]]
+    mistakes: Sequence[Mistake] = ()
+    rtol: float = 1e-6
+    atol: float = 1e-9
+
+
+class CheckFailed(AssertionError):
+    """An answer disagrees with the reference; the message says where and why."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback, which would quote the test cell.
+        return [f"CheckFailed: {line}" if i == 0 else line for i, line in enumerate(str(self).splitlines())]
+
+
+def get_part(name: str) -> Part:
+    """The registered part called ``name`` (see :mod:`rlteach.parts`)."""
+    from rlteach.parts import PARTS
+
+    if name not in PARTS:
+        raise ValueError(f"no graded part named {name!r}; known parts: {', '.join(sorted(PARTS))}")
+    return PARTS[name]
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it (also inside tuples, lists, dicts) moved to ``device``."""
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_device(v, device) for v in value)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _clone(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_clone(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _clone(v) for k, v in value.items()}
+    return value
+
+
+def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
+    return tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), shape)) if shape else ()
+
+
+def _at(index: tuple[int, ...]) -> str:
+    return f" at index {index}" if index else ""
+
+
+def compare(got: Any, want: Any, rtol: float, atol: float, what: str = "the result") -> str | None:
+    """``None`` when ``got`` matches ``want``, else a sentence saying what differs.
+
+    Tensors must agree in type, shape, dtype and device, then elementwise within
+    ``atol + rtol·|want|``; NaN matches only NaN and an infinity only the same infinity.
+    Tuples and lists are compared entry by entry; Python numbers accept 0-d tensors.
+    """
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            kind = f"a {type(got).__name__} of length {len(got)}" if isinstance(got, (tuple, list)) else f"a {type(got).__name__}"
+            return f"{what} is {kind}, expected a tuple of {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            problem = compare(g, w, rtol, atol, f"{what}[{i}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        if isinstance(got, Tensor) and got.numel() == 1:
+            got = got.item()
+        if not isinstance(got, (int, float)) or isinstance(got, bool):
+            return f"{what} is a {type(got).__name__}, expected a number"
+        got, want = torch.tensor(float(got)), torch.tensor(float(want))
+    elif isinstance(want, Tensor):
+        if not isinstance(got, Tensor):
+            return f"{what} is a {type(got).__name__}, expected a torch.Tensor"
+        if got.shape != want.shape:
+            return f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+        if got.dtype != want.dtype:
+            return f"{what} has dtype {got.dtype}, expected {want.dtype} (keep the dtype of the inputs)"
+        if got.device != want.device:
+            return (f"{what} is on device {got.device}, expected {want.device} "
+                    "(make new tensors on the inputs' device, e.g. torch.zeros_like(x))")
+    elif got != want:
+        return f"{what} is {got!r}, expected {want!r}"
+    else:
+        return None
+    g = got.detach().to("cpu", torch.float64).reshape(-1)
+    w = want.detach().to("cpu", torch.float64).reshape(-1)
+    nan_g, nan_w = torch.isnan(g), torch.isnan(w)
+    if bool((nan_g != nan_w).any()):
+        flat = int((nan_g != nan_w).nonzero()[0])
+        idx = _index(flat, want.shape)
+        return f"{what} is {g[flat].item():.6g}{_at(idx)}, expected {w[flat].item():.6g}"
+    same = (g == w) | (nan_g & nan_w)
+    excess = torch.where(same, torch.zeros_like(g), (g - w).abs() - (atol + rtol * w.abs()))
+    excess = torch.nan_to_num(excess, nan=float("inf"))
+    bad = excess > 0
+    if not bool(bad.any()):
+        return None
+    flat = int(torch.argmax(excess))
+    idx = _index(flat, want.shape)
+    count = f" ({int(bad.sum())} of {g.numel()} entries differ)" if g.numel() > 1 else ""
+    return (f"{what} is wrong{_at(idx)}: got {g[flat].item():.8g}, expected {w[flat].item():.8g}"
+            f"{count}; tolerance rtol={rtol:g}, atol={atol:g}")
+
+
+def _first_change(before: Any, after: Any) -> int | None:
+    for i, (b, a) in enumerate(zip(before, after)):
+        if isinstance(b, Tensor) and isinstance(a, Tensor) and not torch.equal(b.nan_to_num(), a.detach().nan_to_num()):
+            return i
+    return None
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[tuple[io.StringIO, list]]:
+    """Capture the student's prints and warnings; nothing reaches stderr (nbgrader reads
+    any stderr output in a grade cell as a failure)."""
+    out = io.StringIO()
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("always")
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield out, caught
+        finally:
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+
+
+def _refused(fn_name: str, names: Sequence[str]) -> CheckFailed:
+    listed = ", ".join(sorted(set(names)))
+    return CheckFailed(f"{fn_name}(): your answer calls the graded reference {listed}, which is "
+                       "sealed during grading. This part scores zero until you write it yourself.")
+
+
+def _known_mistake(part: Part, got: Any, want: Any, case: Case) -> str | None:
+    for mistake in part.mistakes:
+        try:
+            wrong = mistake.fn(*case.args, **case.kwargs)
+        except Exception:
+            continue
+        if compare(wrong, want, part.rtol, part.atol) is not None and compare(got, wrong, part.rtol, part.atol) is None:
+            return mistake.hint
+    return None
+
+
+def run_case(fn: Callable[..., Any], part: Part, case: Case) -> str | None:
+    """``None`` when ``fn`` matches ``part.reference`` on ``case``, else what is wrong."""
+    want = part.reference(*case.args, **case.kwargs)
+    args, kwargs = _clone(case.args), _clone(case.kwargs)
+    with _captured() as (out, caught), sealed() as refused:
+        try:
+            got = fn(*args, **kwargs)
+            error = None
+        except SealedReferenceError:
+            got, error = None, None
+        except NotImplementedError:
+            got, error = None, "is not implemented yet (it raised NotImplementedError)"
+        except Exception as err:  # the student's exception becomes the message
+            got, error = None, f"raised {type(err).__name__}: {err}"
+    printed = out.getvalue()
+    if printed:
+        print(printed[:STDOUT_LIMIT] + (f"\n... ({len(printed) - STDOUT_LIMIT} more characters not shown)"
+                                        if len(printed) > STDOUT_LIMIT else ""), end="" if printed.endswith("\n") else "\n")
+    if refused:
+        raise _refused(getattr(fn, "__name__", part.name), refused)
+    if error:
+        return error
+    changed = _first_change(case.args, args)
+    if changed is not None:
+        return f"changed its argument {changed + 1} in place; compute on new tensors instead"
+    problem = compare(got, want, part.rtol, part.atol)
+    if problem:
+        hint = _known_mistake(part, got, want, case)
+        if hint:
+            problem += f"\n  This looks like a known mistake: {hint}"
+    return problem
+
+
+def check(fn: Callable[..., Any], part: str, *, seed: int = 0, edge: bool = False,
+          device: str | torch.device | None = None) -> None:
+    """Check a student's function against the graded reference of ``part``.
+
+    Parameters
+    ----------
+    fn : callable
+        The student's function.
+    part : str
+        The registered part's name, e.g. ``"importance_weights"``.
+    seed : int
+        Seed of the random cases (a local ``torch.Generator``; no global state changes).
+    edge : bool
+        Run the edge cases instead of the random ones.
+    device : str or torch.device, optional
+        Defaults to ``RLTEACH_DEVICE`` (``cpu`` when unset).
+
+    Raises
+    ------
+    CheckFailed
+        On the first case that does not match, with what is wrong and, when recognised,
+        the known mistake it matches.
+    """
+    spec = get_part(part)
+    if not callable(fn):
+        raise CheckFailed(f"{part}(): expected your function, got a {type(fn).__name__}")
+    if reference_name(fn):
+        raise _refused(part, [reference_name(fn)])
+    device = torch.device(device) if device is not None else default_device()
+    cases = [Case(c.name, to_device(c.args, device), to_device(c.kwargs, device)) for c in spec.cases(seed, edge)]
+    for i, case in enumerate(cases):
+        problem = run_case(fn, spec, case)
+        if problem:
+            passed = f" ({i} earlier case{'s' if i != 1 else ''} passed)" if i else ""
+            raise CheckFailed(f"{part}(): on the case '{case.name}'{passed}, {problem}")
+    kind = "edge" if edge else "random"
+    print(f"✓ {part}(): {len(cases)} {kind} cases match the reference on {device} "
+          f"(rtol={spec.rtol:g}, atol={spec.atol:g})")

@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.rlteach-installed
+PORT   ?= 8888
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: course test test-fast setup exercises clean-notebooks bench help
@@ -28,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 course: setup
-	$(BIN)/jupyter lab --ip=127.0.0.1 --ServerApp.root_dir=$(CURDIR) \
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(AS_ROOT) --ServerApp.root_dir=$(CURDIR) \
 		--LabApp.default_url=/lab/tree/lectures
 
 test: setup

@@ -10,7 +10,7 @@ PORT   ?= 8888
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: course test test-fast setup exercises clean-notebooks bench help
+.PHONY: course test test-fast setup browser exercises clean-notebooks bench help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
@@ -29,11 +29,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (rlteach)" >/dev/null
 	@touch $(STAMP)
 
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
+browser:
+	@command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+		else echo "browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver (they are skipped without it)"; fi; }
+
 course: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(AS_ROOT) --ServerApp.root_dir=$(CURDIR) \
 		--LabApp.default_url=/lab/tree/lectures
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 test-fast: setup

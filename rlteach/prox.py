@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlteach.seal import graded_reference
+
 __all__ = [
     "IterInfo",
     "PROX_NAMES",
@@ -65,6 +67,7 @@ __all__ = [
     "proximal_point",
     "ista",
     "fista",
+    "lasso_ista_step",
     "prox_of",
     "project_onto",
     "prox_path",
@@ -200,6 +203,7 @@ def _check_iters(max_iter: int, tol: float) -> None:
 # ------------------------------------------------------------------ proximal operators
 
 
+@graded_reference
 def prox_l1(v: ArrayT, lam: float) -> ArrayT:
     r"""Soft thresholding: the proximal operator of :math:`\lambda\|x\|_1`.
 
@@ -482,6 +486,7 @@ def project_box(v: ArrayT, lower: ArrayLike = 0.0, upper: ArrayLike = 1.0) -> Ar
     return _restore(x, was_numpy)
 
 
+@graded_reference
 def project_l2_ball(v: ArrayT, radius: float = 1.0, center: ArrayLike | None = None) -> ArrayT:
     r"""Projection onto the Euclidean ball :math:`\{x : \|x - c\|_2 \le r\}`.
 
@@ -557,6 +562,7 @@ def _simplex_core(t: Tensor, total: float) -> Tensor:
     return torch.clamp(t - theta, min=0.0)  # max(v − θ, 0)
 
 
+@graded_reference
 def project_simplex(v: ArrayT, total: float = 1.0) -> ArrayT:
     r"""Projection onto the simplex :math:`\Delta_z = \{x : x \ge 0,\ \textstyle\sum_i x_i = z\}`.
 
@@ -971,6 +977,44 @@ def fista(
         if residual <= tol:
             return x, IterInfo(k, True, residual)
     return x, IterInfo(int(max_iter), False, residual)
+
+
+@graded_reference
+def lasso_ista_step(x: ArrayT, A: ArrayLike, b: ArrayLike, alpha: float, step: float) -> ArrayT:
+    r"""One ISTA step on the lasso :math:`F(x) = \tfrac12\|Ax - b\|_2^2 + \alpha\|x\|_1`.
+
+    .. math:: x^+ = \operatorname{prox}_{t\alpha\|\cdot\|_1}\big(x - t\,A^\top(Ax - b)\big)
+              = S_{t\alpha}\big(x - t\,A^\top(Ax - b)\big)
+
+    A gradient step on the smooth part, then soft thresholding at :math:`t\alpha` (the
+    prox step is the gradient step t, so the threshold scales with it). With
+    :math:`t \le 1/\|A\|_2^2` every step decreases F.
+
+    Parameters
+    ----------
+    x : array or Tensor, shape (n,)
+    A : array or Tensor, shape (m, n)
+    b : array or Tensor, shape (m,)
+    alpha : float
+        The ℓ1 weight α ≥ 0.
+    step : float
+        The step t > 0.
+
+    Returns
+    -------
+    array or Tensor, shape (n,)
+    """
+    t, was_numpy = _vector(x, "x")
+    A_t, b_t = _param(A, t, "A"), _param(b, t, "b")
+    if A_t.ndim != 2 or A_t.shape[1] != t.shape[-1] or b_t.shape != A_t.shape[:1]:
+        raise ValueError(f"mismatched shapes: x {tuple(t.shape)}, A {tuple(A_t.shape)}, b {tuple(b_t.shape)}; "
+                         "expected x (n,), A (m, n), b (m,)")
+    step = _check_lam(step, "step", positive=True)
+    alpha = _check_lam(alpha, "alpha")
+    grad = A_t.T @ (A_t @ t - b_t)  # ∇ ½‖Ax − b‖² = Aᵀ(Ax − b)
+    z = t - step * grad  # gradient step
+    x_next = torch.sign(z) * torch.clamp(z.abs() - step * alpha, min=0.0)  # S_{tα}(z)
+    return _restore(x_next, was_numpy)
 
 
 # ----------------------------------------------------------------- lecture dispatchers

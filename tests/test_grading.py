@@ -34,6 +34,23 @@ def test_every_reference_passes_its_own_random_and_edge_cases(device, edge, caps
         assert f"✓ {name}(): {len(cases)} {'edge' if edge else 'random'} cases match the reference on {device}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", sorted(PARTS))
+def test_every_known_mistake_fails_and_is_named(name):
+    """Each mistake a part recognises, handed in as an answer, fails its random or its
+    edge cases, and the message names that mistake."""
+    part = PARTS[name]
+    assert len(part.mistakes) >= 3
+    for mistake in part.mistakes:
+        messages = []
+        for edge in (False, True):
+            try:
+                check(mistake.fn, name, edge=edge)
+            except CheckFailed as failed:
+                messages.append(str(failed))
+        assert messages, f"{mistake.hint!r} passes every case"
+        assert any(mistake.hint in message for message in messages), messages
+
+
 def test_cases_are_deterministic_and_leave_the_global_generator_alone():
     state = torch.get_rng_state()
     first, second = PARTS["weighted_is"].cases(11, False), PARTS["weighted_is"].cases(11, False)

@@ -8,6 +8,6 @@ cases, and the known mistakes it recognises. Grade cells refer to parts by name 
 from __future__ import annotations
 
 from rlteach.grading import Part
-from rlteach.parts import importance
+from rlteach.parts import importance, prox
 
-PARTS: dict[str, Part] = {part.name: part for module in (importance,) for part in module.PARTS}
+PARTS: dict[str, Part] = {part.name: part for module in (importance, prox) for part in module.PARTS}

@@ -96,6 +96,11 @@ def _naive_weights(logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     return logp_target.exp() / logp_proposal.exp()
 
 
+def _ess(logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
+    log_w = logp_target - logp_proposal
+    return (2 * torch.logsumexp(log_w, dim=-1) - torch.logsumexp(2 * log_w, dim=-1)).exp()
+
+
 def _per_decision_off_by_one(rewards: Tensor, logp: Tensor, logp_behavior: Tensor, gamma: float) -> Tensor:
     log_rho = torch.cumsum(logp - logp_behavior, dim=0) - (logp - logp_behavior)
     steps = torch.arange(rewards.shape[0], dtype=rewards.dtype, device=rewards.device).unsqueeze(-1)
@@ -136,9 +141,9 @@ PARTS = (
                 "use (sum w)^2 / sum(w^2).",
                 lambda lp, lq: 1.0 / (2 * (lp - lq)).exp().sum(dim=-1)),
         Mistake("you returned ESS/n (the efficiency, in (0, 1]); the ESS itself lies in [1, n].",
-                lambda lp, lq: ref.effective_sample_size(lp, lq) / lp.shape[-1]),
+                lambda lp, lq: _ess(lp, lq) / lp.shape[-1]),
         Mistake("formula upside down: sum(w^2)/(sum w)^2 is 1/ESS.",
-                lambda lp, lq: 1.0 / ref.effective_sample_size(lp, lq)),
+                lambda lp, lq: 1.0 / _ess(lp, lq)),
         Mistake(NAIVE, lambda lp, lq: _naive_weights(lp, lq).sum(-1) ** 2 / (_naive_weights(lp, lq) ** 2).sum(-1)),
     )),
     Part("per_decision_is", ref.per_decision_is, _trajectory_cases, (

@@ -18,7 +18,29 @@ c.CourseDirectory.autograded_directory = os.path.join("grading", "autograded")
 c.CourseDirectory.feedback_directory = os.path.join("grading", "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "grading", "gradebook.db")
 
-c.ExecutePreprocessor.timeout = 120
-c.Execute.interrupt_on_timeout = True
+# Hardened pipeline (rlteach/autograde.py): the graded notebook is rebuilt on the release,
+# each check is re-judged outside the student's kernel, dead kernels and timeouts cost only
+# the cells they hit, and feedback never shows hidden test code.
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
+from nbgrader.preprocessors import (  # noqa: E402
+    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
+    LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+)
+
+from rlteach.autograde import GuardedExecute, HideHiddenTests, RebuildFromRelease  # noqa: E402
+
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput, RebuildFromRelease, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
+]
+c.Autograde.autograde_preprocessors = [
+    GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
+    CheckCellMetadata,
+]
+c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GuardedExecute.timeout = 60  # seconds per cell, unless the instructor's cell says otherwise
+c.GuardedExecute.interrupt_on_timeout = True
+c.GuardedExecute.memory_limit_gb = 8.0
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_length = 10_000
 
 os.makedirs(os.path.join(here, "grading"), exist_ok=True)

@@ -33,6 +33,7 @@ from rlteach.device import default_device
 from rlteach.seal import SealedReferenceError, reference_name, sealed
 
 STDOUT_LIMIT = 2_000
+DUMP_ENV = "RLTEACH_GRADING_DUMP"  # set by the autograder: where check() leaves outcomes to verify
 
 
 @dataclass(frozen=True)
@@ -205,10 +206,10 @@ def _captured() -> Iterator[tuple[io.StringIO, list]]:
             os.close(saved_fd)
 
 
-def _refused(fn_name: str, names: Sequence[str]) -> CheckFailed:
+def _refused_message(part: str, names: Sequence[str]) -> str:
     listed = ", ".join(sorted(set(names)))
-    return CheckFailed(f"{fn_name}(): your answer calls the graded reference {listed}, which is "
-                       "sealed during grading. This part scores zero until you write it yourself.")
+    return (f"{part}(): your answer calls the graded reference {listed}, which is sealed during "
+            "grading. This part scores zero until you write it yourself.")
 
 
 def _known_mistake(part: Part, got: Any, want: Any, case: Case) -> str | None:
@@ -223,37 +224,120 @@ def _known_mistake(part: Part, got: Any, want: Any, case: Case) -> str | None:
     return None
 
 
-def run_case(fn: Callable[..., Any], part: Part, case: Case) -> str | None:
-    """``None`` when ``fn`` matches ``part.reference`` on ``case``, else what is wrong."""
-    want = part.reference(*case.args, **case.kwargs)
+@dataclass(frozen=True)
+class Outcome:
+    """What the student's function did on one case: its output, or the error it raised
+    (or the in-place change it made), and the sealed references it tried to call."""
+
+    output: Any = None
+    error: str | None = None
+    refused: tuple[str, ...] = ()
+
+
+def attempt(fn: Callable[..., Any], case: Case) -> Outcome:
+    """Run the student's function on a copy of ``case`` with the references sealed and
+    its prints, warnings and stderr captured (at most ``STDOUT_LIMIT`` characters are echoed)."""
     args, kwargs = _clone(case.args), _clone(case.kwargs)
-    with _captured() as (out, caught), sealed() as refused:
+    got, error = None, None
+    with _captured() as (out, _warnings), sealed() as refused:
         try:
             got = fn(*args, **kwargs)
-            error = None
         except SealedReferenceError:
-            got, error = None, None
+            pass
         except NotImplementedError:
-            got, error = None, "is not implemented yet (it raised NotImplementedError)"
+            error = "is not implemented yet (it raised NotImplementedError)"
         except Exception as err:  # the student's exception becomes the message
-            got, error = None, f"raised {type(err).__name__}: {err}"
+            error = f"raised {type(err).__name__}: {err}"
     printed = out.getvalue()
     if printed:
-        print(printed[:STDOUT_LIMIT] + (f"\n... ({len(printed) - STDOUT_LIMIT} more characters not shown)"
-                                        if len(printed) > STDOUT_LIMIT else ""), end="" if printed.endswith("\n") else "\n")
-    if refused:
-        raise _refused(getattr(fn, "__name__", part.name), refused)
-    if error:
-        return error
-    changed = _first_change(case.args, args)
+        cut = f"\n... ({len(printed) - STDOUT_LIMIT} more characters not shown)" if len(printed) > STDOUT_LIMIT else ""
+        print(printed[:STDOUT_LIMIT] + cut, end="" if printed.endswith("\n") and not cut else "\n")
+    changed = _first_change(case.args, args) if error is None else None
     if changed is not None:
-        return f"changed its argument {changed + 1} in place; compute on new tensors instead"
-    problem = compare(got, want, *part.tolerance(want))
+        error = f"changed its argument {changed + 1} in place; compute on new tensors instead"
+    return Outcome(got, error, tuple(refused))
+
+
+def judge(part: Part, case: Case, outcome: Outcome) -> str | None:
+    """``None`` when the outcome matches ``part.reference`` on ``case``, else what is wrong."""
+    if outcome.refused:
+        return _refused_message(part.name, outcome.refused)
+    if outcome.error:
+        return outcome.error
+    want = part.reference(*case.args, **case.kwargs)
+    problem = compare(outcome.output, want, *part.tolerance(want))
     if problem:
-        hint = _known_mistake(part, got, want, case)
+        hint = _known_mistake(part, outcome.output, want, case)
         if hint:
             problem += f"\n  This looks like a known mistake: {hint}"
     return problem
+
+
+def run_case(fn: Callable[..., Any], part: Part, case: Case) -> str | None:
+    """``None`` when ``fn`` matches ``part.reference`` on ``case``, else what is wrong."""
+    return judge(part, case, attempt(fn, case))
+
+
+def cases_on(spec: Part, seed: int, edge: bool, device: torch.device) -> list[Case]:
+    """The part's seeded cases with their tensors on ``device``."""
+    return [Case(c.name, to_device(c.args, device), to_device(c.kwargs, device)) for c in spec.cases(seed, edge)]
+
+
+def verdict(spec: Part, cases: Sequence[Case], outcomes: Sequence[Outcome]) -> str | None:
+    """The message of the first case whose outcome is wrong (``None`` when all are right)."""
+    for i, (case, outcome) in enumerate(zip(cases, outcomes)):
+        problem = judge(spec, case, outcome)
+        if problem:
+            if outcome.refused:
+                return problem
+            passed = f" ({i} earlier case{'s' if i != 1 else ''} passed)" if i else ""
+            return f"{spec.name}(): on the case '{case.name}'{passed}, {problem}"
+    return None
+
+
+def _portable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return {"tensor": value.detach().to("cpu").clone(), "device": str(value.device)}
+    if isinstance(value, (tuple, list)):
+        return {"sequence": [_portable(v) for v in value], "kind": type(value).__name__}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"value": value}
+    return {"unsupported": type(value).__name__}
+
+
+def _restore(value: Any) -> Any:
+    if "tensor" in value:
+        device = torch.device(value["device"])
+        return value["tensor"].to(device) if device.type == "cpu" or torch.cuda.is_available() else value["tensor"]
+    if "sequence" in value:
+        items = [_restore(v) for v in value["sequence"]]
+        return tuple(items) if value["kind"] == "tuple" else items
+    if "value" in value:
+        return value["value"]
+    return type(str(value["unsupported"]), (), {})()
+
+
+_dumped = [0]
+
+
+def record_outcomes(part: str, seed: int, edge: bool, outcomes: Sequence[Outcome]) -> None:
+    """Under the autograder (``RLTEACH_GRADING_DUMP`` names a folder) save the outcomes,
+    so that the grader re-judges them in its own process, out of the student's reach."""
+    folder = os.environ.get(DUMP_ENV)
+    if not folder:
+        return
+    record = {"part": part, "seed": int(seed), "edge": bool(edge),
+              "outcomes": [{"output": _portable(o.output), "error": o.error, "refused": list(o.refused)}
+                           for o in outcomes]}
+    _dumped[0] += 1
+    torch.save(record, os.path.join(folder, f"{os.getpid()}-{_dumped[0]:06d}.pt"))
+
+
+def load_outcomes(path: str | os.PathLike) -> tuple[str, int, bool, list[Outcome]]:
+    """Read a saved record safely (``weights_only``: plain data and tensors, no code)."""
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    outcomes = [Outcome(_restore(o["output"]), o["error"], tuple(o["refused"])) for o in record["outcomes"]]
+    return record["part"], record["seed"], record["edge"], outcomes
 
 
 def check(fn: Callable[..., Any], part: str, *, seed: int = 0, edge: bool = False,
@@ -280,17 +364,18 @@ def check(fn: Callable[..., Any], part: str, *, seed: int = 0, edge: bool = Fals
         the known mistake it matches.
     """
     spec = get_part(part)
-    if not callable(fn):
-        raise CheckFailed(f"{part}(): expected your function, got a {type(fn).__name__}")
-    if reference_name(fn):
-        raise _refused(part, [reference_name(fn)])
     device = torch.device(device) if device is not None else default_device()
-    cases = [Case(c.name, to_device(c.args, device), to_device(c.kwargs, device)) for c in spec.cases(seed, edge)]
-    for i, case in enumerate(cases):
-        problem = run_case(fn, spec, case)
-        if problem:
-            passed = f" ({i} earlier case{'s' if i != 1 else ''} passed)" if i else ""
-            raise CheckFailed(f"{part}(): on the case '{case.name}'{passed}, {problem}")
+    cases = cases_on(spec, seed, edge, device)
+    if not callable(fn):
+        outcomes = [Outcome(error=f"is not a function (got a {type(fn).__name__})")] * len(cases)
+    elif reference_name(fn):
+        outcomes = [Outcome(refused=(reference_name(fn),))] * len(cases)
+    else:
+        outcomes = [attempt(fn, case) for case in cases]
+    record_outcomes(part, seed, edge, outcomes)
+    problem = verdict(spec, cases, outcomes)
+    if problem:
+        raise CheckFailed(problem)
     kind = "edge" if edge else "random"
     print(f"✓ {part}(): {len(cases)} {kind} cases match the reference on {device} "
           f"(float64 tolerance rtol={spec.rtol:g}, atol={spec.atol:g})")

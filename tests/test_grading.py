@@ -186,7 +186,8 @@ def test_the_failure_renders_without_a_traceback():
 def test_unknown_part_and_non_function_get_clear_errors():
     with pytest.raises(ValueError, match="no graded part named 'gae'; known parts: "):
         get_part("gae")
-    assert "expected your function, got a int" in failure(3, "importance_weights")
+    assert "importance_weights(): on the case '" in failure(3, "importance_weights")
+    assert "is not a function (got a int)" in failure(3, "importance_weights")
 
 
 def test_rlteach_device_selects_the_grading_device(monkeypatch, capsys):

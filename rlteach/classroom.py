@@ -1,0 +1,323 @@
+"""Grade a whole class: ``rlteach-grade ASSIGNMENT [SUBMISSIONS]``.
+
+Takes nbgrader's ``submitted/<student>/<assignment>/`` layout, or an LMS-style zip or
+folder of notebooks named by student, and produces the gradebook (SQLite by default, any
+SQLAlchemy URL with ``--db``), per-student feedback HTML and a CSV of grades.
+
+Each submission is autograded in a worker process, in a private copy of the course with
+its own SQLite gradebook made from a template; the parent process alone writes the class
+gradebook, one submission at a time, so parallel and sequential runs give the same rows.
+A submission that cannot be graded (corrupt file, empty folder, a crash of nbgrader
+itself) scores zero with its reason; the rest of the class is graded regardless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import shutil
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from tqdm import tqdm
+
+CONFIG = "nbgrader_config.py"
+DEFAULT_NAME_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*?)(?:[_ ].*)?\.ipynb$"
+
+
+@dataclass
+class Result:
+    """The outcome of one submission: points per grade cell and why it was not fully graded."""
+
+    student: str
+    scores: dict[str, float] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores.values())
+
+
+def _config(root: Path, db_url: str | None = None):
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader(CONFIG, path=str(root)).load_config()
+    if db_url:
+        config.CourseDirectory.db_url = db_url
+    return config
+
+
+def _api(root: Path, db_url: str | None = None, **course):
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    config = _config(root, db_url)
+    for key, value in course.items():
+        setattr(config.CourseDirectory, key, value)
+    return NbGraderAPI(CourseDirectory(config=config), config=config)
+
+
+def _ok(result: dict, what: str) -> None:
+    if not result.get("success"):
+        raise RuntimeError(f"{what} failed:\n{result.get('error') or result.get('log')}")
+
+
+def collect(source: Path, submitted: Path, assignment: str, notebook_names: list[str],
+            name_pattern: str = DEFAULT_NAME_PATTERN) -> list[str]:
+    """Copy submissions from ``source`` into nbgrader's ``submitted`` folder; return the students.
+
+    ``source`` is nbgrader's layout (``<student>/<assignment>/...``), or a zip or folder of
+    notebooks whose file names start with the student id (``name_pattern``'s
+    ``student_id`` group; e.g. ``alice_01_importance_sampling.ipynb``). An assignment with
+    one notebook takes each student's notebook under that notebook's name.
+    """
+    if source.resolve() == submitted.resolve():
+        return sorted(p.name for p in submitted.iterdir() if p.is_dir() and (p / assignment).is_dir())
+    if source.is_file() and zipfile.is_zipfile(source):
+        unpacked = Path(tempfile.mkdtemp(prefix="rlteach-lms-"))
+        with zipfile.ZipFile(source) as archive:
+            for member in archive.infolist():
+                target = (unpacked / member.filename).resolve()
+                if unpacked.resolve() in target.parents and not member.is_dir():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(archive.read(member))
+        source = unpacked
+    if not source.is_dir():
+        raise FileNotFoundError(f"no submissions at {source}: expected a folder or a zip file")
+    students = []
+    nested = [p for p in source.iterdir() if p.is_dir() and (p / assignment).is_dir()]
+    if nested:
+        for folder in nested:
+            shutil.copytree(folder / assignment, submitted / folder.name / assignment, dirs_exist_ok=True)
+            students.append(folder.name)
+        return sorted(students)
+    pattern = re.compile(name_pattern)
+    for path in sorted(source.rglob("*.ipynb")):
+        match = pattern.match(path.name)
+        if not match or ".ipynb_checkpoints" in path.parts:
+            continue
+        student = match.group("student_id")
+        target = submitted / student / assignment
+        target.mkdir(parents=True, exist_ok=True)
+        name = next((n for n in notebook_names if n in path.stem), notebook_names[0] if len(notebook_names) == 1 else None)
+        if name:
+            shutil.copy(path, target / f"{name}.ipynb")
+            students.append(student)
+    return sorted(set(students))
+
+
+def prepare_template(root: Path, assignment: str, workdir: Path) -> Path:
+    """A private course with the assignment generated into its own SQLite gradebook."""
+    template = workdir / "template"
+    (template / "solutions").mkdir(parents=True)
+    shutil.copy(root / CONFIG, template / CONFIG)
+    shutil.copytree(root / "solutions" / assignment, template / "solutions" / assignment)
+    _ok(_api(template).generate_assignment(assignment, force=True, create=True), "generate_assignment")
+    return template
+
+
+def grade_one(template: str, assignment: str, student: str, submission: str) -> tuple[Result, str]:
+    """Autograde one submission in a private copy of ``template``; returns its result and
+    the folder that holds its autograded notebook and feedback."""
+    from nbgrader.api import Gradebook
+
+    work = Path(tempfile.mkdtemp(prefix=f"rlteach-grade-{student}-"))
+    template_path = Path(template)
+    shutil.copy(template_path / CONFIG, work / CONFIG)
+    for folder in ("solutions", "exercises"):
+        (work / folder).symlink_to(template_path / folder, target_is_directory=True)
+    (work / "grading").mkdir()
+    shutil.copy(template_path / "grading" / "gradebook.db", work / "grading" / "gradebook.db")
+    target = work / "grading" / "submitted" / student / assignment
+    shutil.copytree(submission, target)
+    result = Result(student)
+    api = _api(work)
+    with Gradebook(api.coursedir.db_url) as gb:
+        expected = [nb.name for nb in gb.find_assignment(assignment).notebooks]
+        max_scores = {cell.name: cell.max_score for nb in gb.find_assignment(assignment).notebooks for cell in nb.grade_cells}
+    present = [name for name in expected if (target / f"{name}.ipynb").is_file()]
+    if not present:
+        result.problems.append("no notebook submitted" if not any(target.iterdir()) else
+                               f"none of the expected notebooks ({', '.join(expected)}) was submitted")
+        result.scores = {name: 0.0 for name in max_scores}
+        return result, str(work)
+    import nbformat
+
+    for name in list(present):
+        try:
+            nbformat.read(target / f"{name}.ipynb", as_version=4)
+        except Exception as err:
+            present.remove(name)
+            (target / f"{name}.ipynb").unlink()
+            result.problems.append(f"{name}.ipynb is not a readable notebook ({type(err).__name__}: {str(err)[:120]})")
+    if not present:
+        result.scores = {name: 0.0 for name in max_scores}
+        return result, str(work)
+    graded = api.autograde(assignment, student, force=True, create=True)
+    if not graded.get("success"):
+        result.problems.append(_first_error(graded))
+    try:
+        with Gradebook(api.coursedir.db_url) as gb:
+            submission_row = gb.find_submission(assignment, student)
+            result.scores = {grade.cell.name: float(grade.score or 0.0) for nb in submission_row.notebooks for grade in nb.grades}
+    except Exception as err:  # nbgrader could not even record the submission
+        result.problems.append(f"no grades recorded ({type(err).__name__}: {err})")
+    result.scores = {name: result.scores.get(name, 0.0) for name in max_scores}
+    for name in present:
+        path = work / "grading" / "autograded" / student / assignment / f"{name}.ipynb"
+        if path.is_file():
+            incidents = nbformat.read(path, as_version=4).metadata.get("rlteach", {}).get("incidents", [])
+            result.problems.extend(f"{name}: {incident}" for incident in incidents)
+    missing = sorted(set(expected) - {p.stem for p in target.glob("*.ipynb")})
+    result.problems.extend(f"notebook {name}.ipynb missing" for name in missing if not any(name in p for p in result.problems))
+    if graded.get("success"):
+        feedback = api.generate_feedback(assignment, student, force=True)
+        if not feedback.get("success"):
+            result.problems.append("feedback could not be generated: " + _first_error(feedback))
+    return result, str(work)
+
+
+def _first_error(result: dict) -> str:
+    text = (result.get("error") or "") + "\n" + (result.get("log") or "")
+    for line in text.splitlines():
+        if any(word in line for word in ("Error", "error", "Exception")) and "Traceback" not in line:
+            return line.strip()[:300]
+    return "nbgrader could not grade this submission"
+
+
+def record(db_url: str, assignment: str, result: Result) -> None:
+    """Write one student's grades into the class gradebook (the only writer)."""
+    import warnings
+
+    from nbgrader.api import Gradebook
+
+    with warnings.catch_warnings(), Gradebook(db_url) as gb:
+        warnings.simplefilter("ignore")  # SQLAlchemy's autoflush notes from nbgrader's own code
+        gb.update_or_create_student(result.student)
+        submission = gb.update_or_create_submission(assignment, result.student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                grade.auto_score = result.scores.get(grade.cell.name, 0.0)
+                grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def write_csv(path: Path, results: list[Result], parts: list[str], max_scores: dict[str, float]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student_id", "total", "max_score", *parts, "problems"])
+        total_max = sum(max_scores.values())
+        for result in sorted(results, key=lambda r: r.student):
+            writer.writerow([result.student, f"{result.total:g}", f"{total_max:g}",
+                             *(f"{result.scores.get(p, 0.0):g}" for p in parts), "; ".join(result.problems)])
+
+
+def grade_class(root: Path, assignment: str, submissions: Path | None = None, db_url: str | None = None,
+                workers: int | None = None, csv_path: Path | None = None, name_pattern: str = DEFAULT_NAME_PATTERN,
+                progress: bool = True) -> list[Result]:
+    """Grade every submission of ``assignment``; see the module docstring."""
+    from nbgrader.api import Gradebook
+
+    root = root.resolve()
+    api = _api(root, db_url)
+    coursedir = api.coursedir
+    submitted = Path(coursedir.format_path(coursedir.submitted_directory, ".", ".")).resolve()
+    submitted.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="rlteach-class-"))
+    try:
+        template = prepare_template(root, assignment, workdir)
+        release = Path(tempfile.mkdtemp(prefix="rlteach-release-", dir=workdir))
+        master = _api(root, db_url, release_directory=str(release))
+        _ok(master.generate_assignment(assignment, force=True, create=True), "generate_assignment (class gradebook)")
+        with Gradebook(coursedir.db_url) as gb:
+            notebooks = gb.find_assignment(assignment).notebooks
+            names = [nb.name for nb in notebooks]
+            max_scores = {cell.name: cell.max_score for nb in notebooks for cell in nb.grade_cells}
+        students = collect(submissions or submitted, submitted, assignment, names, name_pattern)
+        results: list[Result] = []
+        workers = max(1, workers or os.cpu_count() or 1)
+        context = get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=25) as pool:
+            futures = {pool.submit(grade_one, str(template), assignment, s, str(submitted / s / assignment)): s
+                       for s in students}
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"grading {assignment}",
+                               unit="submission", disable=not progress, file=sys.stderr):
+                student = futures[future]
+                try:
+                    result, work = future.result()
+                except Exception as err:  # a worker crashed: this student only
+                    result, work = Result(student, {n: 0.0 for n in max_scores}, [f"grader crashed: {err}"]), None
+                if work:
+                    for step in ("autograded", "feedback"):
+                        src = Path(work) / "grading" / step / student / assignment
+                        if src.is_dir():
+                            dst = Path(coursedir.format_path(getattr(coursedir, f"{step}_directory"), student, assignment))
+                            shutil.rmtree(dst, ignore_errors=True)
+                            shutil.copytree(src, dst)
+                    shutil.rmtree(work, ignore_errors=True)
+                record(coursedir.db_url, assignment, result)
+                results.append(result)
+        parts = list(max_scores)
+        csv_path = csv_path or submitted.parent / f"grades-{assignment}.csv"
+        write_csv(csv_path, results, parts, max_scores)
+        if progress:
+            print(summary(assignment, results, max_scores, csv_path, coursedir.db_url))
+        return sorted(results, key=lambda r: r.student)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def summary(assignment: str, results: list[Result], max_scores: dict[str, float], csv_path: Path, db_url: str) -> str:
+    """The closing report: totals, per-part means, and every submission not fully graded."""
+    total_max = sum(max_scores.values())
+    lines = [f"\n{assignment}: {len(results)} students graded (max {total_max:g} points)"]
+    if results:
+        totals = sorted(r.total for r in results)
+        lines.append(f"  total: mean {sum(totals) / len(totals):.2f}, min {totals[0]:g}, max {totals[-1]:g}")
+        width = max(len(p) for p in max_scores)
+        for part, points in max_scores.items():
+            mean = sum(r.scores.get(part, 0.0) for r in results) / len(results)
+            lines.append(f"  {part:<{width}}  mean {mean:5.2f} / {points:g}")
+    trouble = [r for r in results if r.problems]
+    lines.append(f"  not graded fully: {len(trouble)}")
+    for result in sorted(trouble, key=lambda r: r.student):
+        for problem in result.problems:
+            lines.append(f"    {result.student}: {problem}")
+    lines.append(f"  gradebook: {db_url}\n  grades CSV: {csv_path}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rlteach-grade", description=__doc__.split("\n\n")[0])
+    parser.add_argument("assignment", help="e.g. 01_importance_sampling")
+    parser.add_argument("submissions", nargs="?", type=Path,
+                        help="nbgrader submitted/ layout, or an LMS zip/folder of notebooks named by student "
+                             "(default: the course's grading/submitted)")
+    parser.add_argument("--course", type=Path, default=Path.cwd(), help="folder with nbgrader_config.py (default: .)")
+    parser.add_argument("--db", help="SQLAlchemy URL of the gradebook (default: the course's SQLite file)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parallel workers (default: cores)")
+    parser.add_argument("--csv", type=Path, help="where to write the grades CSV")
+    parser.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN,
+                        help="regex with a student_id group, matched against LMS file names")
+    args = parser.parse_args(argv)
+    if not (args.course / CONFIG).is_file():
+        parser.error(f"{args.course / CONFIG} not found: run from the course folder or pass --course")
+    bin_dir = str(Path(sys.executable).parent)  # nbgrader shells out to alembic
+    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    try:
+        grade_class(args.course, args.assignment, args.submissions, args.db, args.workers, args.csv, args.name_pattern)
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"rlteach-grade: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

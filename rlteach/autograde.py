@@ -37,7 +37,7 @@ from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
-from traitlets import Float
+from traitlets import Float, Integer
 
 from rlteach.device import default_device
 from rlteach.grading import DUMP_ENV, cases_on, get_part, load_outcomes, verdict
@@ -128,6 +128,7 @@ class GuardedExecute(Execute):
     and out-of-kernel verification of every ``check`` call in a grade cell."""
 
     memory_limit_gb = Float(8.0, help="Address-space limit of the kernel, in GiB (0: none).").tag(config=True)
+    max_output_chars = Integer(10_000, help="Characters kept of each text output of a cell.").tag(config=True)
 
     def preprocess(self, nb: NotebookNode, resources: Any = None, km: Any = None) -> tuple[NotebookNode, Any]:
         self._dump = tempfile.mkdtemp(prefix="rlteach-outcomes-")
@@ -203,12 +204,27 @@ class GuardedExecute(Execute):
             self._incidents.append(f"cell {label} ran out of time ({self._cell_timeout(cell)} s) and was interrupted")
             if not self._responsive():
                 self._died(f"the kernel stopped answering after cell {label} timed out")
+        self._cut_outputs(cell)
         records = sorted(set(os.listdir(self._dump)) - before)
         if is_grade(cell):
             self._verify(cell, label, [os.path.join(self._dump, name) for name in records])
         for name in records:
             os.remove(os.path.join(self._dump, name))
         return cell, resources
+
+    def _cut_outputs(self, cell: NotebookNode) -> None:
+        """Keep at most ``max_output_chars`` of each text output and drop oversized media."""
+        limit = self.max_output_chars
+        for output in cell.outputs:
+            if output.get("output_type") == "stream" and len(output.get("text", "")) > limit:
+                output["text"] = output["text"][:limit] + f"\n... [{len(output['text']) - limit} characters cut]\n"
+            for mime, value in list(output.get("data", {}).items()):
+                if isinstance(value, str) and len(value) > (limit if mime.startswith("text/") else 100 * limit):
+                    if mime.startswith("text/"):
+                        output["data"][mime] = value[:limit]
+                    else:
+                        del output["data"][mime]
+                        output["data"].setdefault("text/plain", f"[{mime} output cut]")
 
     def _verify(self, cell: NotebookNode, label: str, records: list[str]) -> None:
         """Replace the grade cell's verdict by the grader's own judgement of its outcomes."""

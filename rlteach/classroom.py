@@ -225,6 +225,9 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
     """Grade every submission of ``assignment``; see the module docstring."""
     from nbgrader.api import Gradebook
 
+    bin_dir = str(Path(sys.executable).parent)  # nbgrader shells out to alembic, which lives beside python
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     root = root.resolve()
     api = _api(root, db_url)
     coursedir = api.coursedir
@@ -309,8 +312,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.course / CONFIG).is_file():
         parser.error(f"{args.course / CONFIG} not found: run from the course folder or pass --course")
-    bin_dir = str(Path(sys.executable).parent)  # nbgrader shells out to alembic
-    os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     try:
         grade_class(args.course, args.assignment, args.submissions, args.db, args.workers, args.csv, args.name_pattern)
     except (FileNotFoundError, RuntimeError) as err:

@@ -245,16 +245,16 @@ def attempt(fn: Callable[..., Any], case: Case) -> Outcome:
         except SealedReferenceError:
             pass
         except NotImplementedError:
-            error = "is not implemented yet (it raised NotImplementedError)"
+            error = "your function is not implemented yet (it raised NotImplementedError)"
         except Exception as err:  # the student's exception becomes the message
-            error = f"raised {type(err).__name__}: {err}"
+            error = f"your function raised {type(err).__name__}: {err}"
     printed = out.getvalue()
     if printed:
         cut = f"\n... ({len(printed) - STDOUT_LIMIT} more characters not shown)" if len(printed) > STDOUT_LIMIT else ""
         print(printed[:STDOUT_LIMIT] + cut, end="" if printed.endswith("\n") and not cut else "\n")
     changed = _first_change(case.args, args) if error is None else None
     if changed is not None:
-        error = f"changed its argument {changed + 1} in place; compute on new tensors instead"
+        error = f"your function changed its argument {changed + 1} in place; compute on new tensors instead"
     return Outcome(got, error, tuple(refused))
 
 

@@ -1,20 +1,29 @@
 """Figures for the lectures. Each function draws results that the math modules computed;
-none computes and plots at once. Every function takes the matplotlib ``Figure`` to draw
-on and returns its axes, so tests can read what was drawn."""
+none computes and plots at once. Drawing functions take the matplotlib ``Figure`` or
+``Axes`` to draw on and return the axes, so tests can read what was drawn.
+
+A few small data functions (:func:`prox_field`, :func:`prox_scene`, :func:`level_grid`,
+:func:`set_outline`) prepare the arrays a figure needs, calling :mod:`rlteach.prox` for the
+math; they return numpy arrays and draw nothing."""
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Polygon
 
 from rlteach.importance import GaussianISExperiment
+from rlteach.prox import PROX_NAMES, SET_NAMES, prox_of, prox_path
 
 TARGET_COLOR, PROPOSAL_COLOR = "tab:red", "tab:blue"
+POINT_COLOR, PROX_COLOR, SET_COLOR = "tab:blue", "tab:red", "tab:green"  # v, prox_{λf}(v), the set C
+VIEW_MARGIN = 0.15  # the proximal-operator figure shows [-(1 + margin) e, (1 + margin) e]² around a grid in [-e, e]²
 
 
 def source_markdown(fn: Callable) -> str:
@@ -61,3 +70,532 @@ def draw_is_experiment(fig: Figure, result: GaussianISExperiment, target: tuple[
     fig.tight_layout()
     return left, right
 
+
+
+# ------------------------------------------------------------- proximal operators: data
+
+FUNCTION_LABELS: Mapping[str, str] = {
+    "l1": r"$f(x) = \|x\|_1$",
+    "quadratic": r"$f(x) = \frac{1}{2}x^\top A x + b^\top x$",
+    "l2": r"$f(x) = \|x\|_2$",
+}
+SET_LABELS: Mapping[str, str] = {
+    "box": "box",
+    "l2_ball": "ℓ2 ball",
+    "l1_ball": "ℓ1 ball",
+    "linf_ball": "ℓ∞ ball",
+    "simplex": "simplex",
+    "halfspace": "half-space",
+    "affine": "affine set",
+}
+
+
+class ProxField(NamedTuple):
+    """Points and their proximal points, for arrows from v (blue) to prox_{λf}(v) (red)."""
+
+    v: np.ndarray  # (m, n) the points v
+    x: np.ndarray  # (m, n) prox_{λf}(v), row by row
+
+
+class LevelGrid(NamedTuple):
+    """Values of f on a square grid, for a contour plot of its level sets."""
+
+    xs: np.ndarray  # (G,) first coordinate of the grid columns
+    ys: np.ndarray  # (G,) second coordinate of the grid rows
+    values: np.ndarray  # (G, G), values[i, j] = f(xs[j], ys[i])
+
+
+class SetOutline(NamedTuple):
+    """What a figure draws of a set C in the plane."""
+
+    region: np.ndarray  # (k, 2) vertices of C ∩ view as a polygon, (0, 2) when C has no area
+    boundary: np.ndarray  # (j, 2) a polyline along the boundary of C (all of C when it has no area)
+
+
+class ProxScene(NamedTuple):
+    """Everything the proximal-operator figure shows, computed by :func:`prox_scene`."""
+
+    name: str  # a name of rlteach.prox.PROX_NAMES, or of SET_NAMES for the indicator of that set
+    lam: float  # the step λ
+    field: ProxField  # the grid of points, shape (m, 2) each
+    point: ProxField  # the highlighted point, shape (1, 2) each
+    path: np.ndarray  # (L, 2): prox_{μf}(v) of the highlighted v for μ from 0 to λ
+    levels: LevelGrid | None  # level sets of f; None for an indicator
+    outline: SetOutline | None  # the set; None unless ``name`` is a set
+    extent: float  # the grid fills [-extent, extent]²; the view adds VIEW_MARGIN around it
+
+
+def _check_name(name: str) -> None:
+    if name not in PROX_NAMES + SET_NAMES:
+        raise ValueError(f"unknown function or set name {name!r}; valid names: {', '.join(PROX_NAMES + SET_NAMES)}")
+
+
+def _check_extent(extent: float) -> float:
+    value = float(extent)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"extent must be a finite number > 0, got {value}")
+    return value
+
+
+def point_grid(extent: float, num: int) -> np.ndarray:
+    r"""Evenly spaced points of the square :math:`[-e, e]^2`, row by row.
+
+    Parameters
+    ----------
+    extent : float
+        e > 0, the half-width of the square.
+    num : int
+        Points per side, ≥ 1 (a single point is the centre).
+
+    Returns
+    -------
+    np.ndarray, shape (num * num, 2)
+        ``[x, y]`` pairs; x varies fastest.
+    """
+    extent = _check_extent(extent)
+    if int(num) < 1:
+        raise ValueError(f"num must be >= 1 (points per side), got {num}")
+    side = np.linspace(-extent, extent, int(num)) if int(num) > 1 else np.zeros(1)
+    xx, yy = np.meshgrid(side, side)
+    return np.stack([xx.ravel(), yy.ravel()], axis=-1)
+
+
+def prox_field(name: str, lam: float, points: np.ndarray, **params: Any) -> ProxField:
+    r"""The proximal points of many points at once: :math:`x_i = \operatorname{prox}_{\lambda f}(v_i)`.
+
+    Parameters
+    ----------
+    name : str
+        As in :func:`rlteach.prox.prox_of`: a function of ``PROX_NAMES`` or a set of
+        ``SET_NAMES`` (its indicator, whose prox is the projection for every λ).
+    lam : float
+        The step λ ≥ 0.
+    points : array, shape (m, n)
+        The points v.
+    **params
+        Passed to :func:`rlteach.prox.prox_of` (e.g. ``A``, ``b``, ``radius``).
+
+    Returns
+    -------
+    ProxField
+        ``v`` (m, n) float64, a copy of ``points``; ``x`` (m, n) what ``prox_of`` returns.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, points not of shape (m, n), or what ``prox_of`` raises.
+    """
+    _check_name(name)
+    v = np.array(points, dtype=np.float64)
+    if v.ndim != 2:
+        raise ValueError(f"points must have shape (m, n), got {v.shape}")
+    return ProxField(v, prox_of(name, v, lam, **params))
+
+
+def function_values(name: str, points: np.ndarray, **params: Any) -> np.ndarray:
+    r"""The function f of :func:`rlteach.prox.prox_of` evaluated at points, for level sets.
+
+    ``"l1"``: :math:`\|x\|_1`; ``"l2"``: :math:`\|x\|_2`; ``"quadratic"``:
+    :math:`\tfrac12 x^\top A x + b^\top x`, with A = I and b = 0 when not given (the same
+    defaults as :func:`rlteach.prox.prox_quadratic`).
+
+    Parameters
+    ----------
+    name : str
+        One of ``PROX_NAMES``. A set's indicator has no level sets; see :func:`set_outline`.
+    points : array, shape (..., n)
+    **params
+        ``A`` (n, n) and ``b`` (n,) for ``"quadratic"``; none for the norms.
+
+    Returns
+    -------
+    np.ndarray, shape (...)
+    """
+    if name in SET_NAMES:
+        raise ValueError(f"{name!r} is a set: its indicator has no level sets; draw it with set_outline()")
+    if name not in PROX_NAMES:
+        raise ValueError(f"unknown function name {name!r}; valid names: {', '.join(PROX_NAMES)}")
+    allowed = {"A", "b"} if name == "quadratic" else set()
+    if set(params) - allowed:
+        raise ValueError(f"unexpected parameters for {name!r}: {', '.join(sorted(set(params) - allowed))}")
+    x = np.asarray(points, dtype=np.float64)
+    if name == "l1":
+        return np.abs(x).sum(axis=-1)  # ‖x‖₁
+    if name == "l2":
+        return np.linalg.norm(x, axis=-1)  # ‖x‖₂
+    A, b = params.get("A"), params.get("b")
+    quad = (x * x).sum(axis=-1) if A is None else np.einsum("...i,ij,...j->...", x, np.asarray(A, float), x)
+    lin = 0.0 if b is None else (x * np.asarray(b, float)).sum(axis=-1)
+    return 0.5 * quad + lin  # ½xᵀAx + bᵀx
+
+
+def level_grid(name: str, extent: float, num: int = 161, **params: Any) -> LevelGrid:
+    """f on a ``num`` × ``num`` grid of the square [-extent, extent]², see :func:`function_values`.
+
+    Returns
+    -------
+    LevelGrid
+        ``xs``, ``ys`` of shape (num,) and ``values`` of shape (num, num).
+    """
+    extent = _check_extent(extent)
+    if int(num) < 2:
+        raise ValueError(f"num must be >= 2 (grid points per side), got {num}")
+    xs = np.linspace(-extent, extent, int(num))
+    xx, yy = np.meshgrid(xs, xs)
+    return LevelGrid(xs, xs.copy(), function_values(name, np.stack([xx, yy], axis=-1), **params))
+
+
+def _square(extent: float) -> np.ndarray:
+    return extent * np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
+
+
+def _clip_polygon(polygon: np.ndarray, a: np.ndarray, b: float) -> np.ndarray:
+    """The part of a convex polygon (k, 2) where aᵀx ≤ b (Sutherland–Hodgman, one edge)."""
+    out = []
+    for p, q in zip(polygon, np.roll(polygon, -1, axis=0)):
+        sp, sq = float(a @ p - b), float(a @ q - b)
+        if sp <= 0:
+            out.append(p)
+        if sp * sq < 0:
+            out.append(p + sp / (sp - sq) * (q - p))  # where the edge crosses aᵀx = b
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def _on_line(polygon: np.ndarray, a: np.ndarray, b: float) -> np.ndarray:
+    """The vertices of ``polygon`` on the line aᵀx = b: the line's segment inside the polygon."""
+    scale = 1e-9 * max(1.0, abs(b), float(np.abs(polygon).max(initial=0.0)) * float(np.abs(a).max()))
+    on = polygon[np.abs(polygon @ a - b) <= scale]
+    unique = [p for i, p in enumerate(on) if all(np.abs(p - q).max() > scale for q in on[:i])]
+    return np.array(unique, dtype=np.float64).reshape(-1, 2)
+
+
+def _vector2(value: Any, name: str) -> np.ndarray:
+    out = np.broadcast_to(np.asarray(value, dtype=np.float64), (2,)).copy()
+    if not np.isfinite(out).all() and name not in ("lower", "upper"):
+        raise ValueError(f"{name} must be finite, got {out}")
+    return out
+
+
+def set_outline(set_name: str, extent: float = 3.0, *, resolution: int = 181, **params: Any) -> SetOutline:
+    r"""The shape of a convex set C ⊂ R², for drawing it under its projections.
+
+    ==============  ================================  =====================================
+    ``set_name``    ``region`` (filled)               ``boundary`` (drawn as a line)
+    ==============  ================================  =====================================
+    ``box``         the rectangle's 4 corners         the closed rectangle
+    ``l2_ball``     ``resolution`` points on circle   the closed circle
+    ``l1_ball``     the diamond's 4 corners           the closed diamond
+    ``linf_ball``   the square's 4 corners            the closed square
+    ``simplex``     none: no area                     the segment from (z, 0) to (0, z)
+    ``halfspace``   C inside the view                 the line aᵀx = b inside the view
+    ``affine``      none: no area                     the line (A: 1 × 2) or point (A: 2 × 2)
+    ==============  ================================  =====================================
+
+    The view is the square :math:`[-e, e]^2` with e = ``extent``; unbounded sets (the
+    half-space, a line, a box with infinite sides) are cut to it.
+
+    Parameters
+    ----------
+    set_name : str
+        One of ``SET_NAMES``.
+    extent : float
+        e > 0.
+    resolution : int
+        Points on a circle.
+    **params
+        The set's parameters, with the defaults of :func:`rlteach.prox.project_onto`.
+
+    Returns
+    -------
+    SetOutline
+        ``region`` (k, 2) and ``boundary`` (j, 2); every point lies in C (up to rounding).
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or parameters that are not those of a set in the plane.
+    """
+    extent = _check_extent(extent)
+    none = np.zeros((0, 2))
+    if set_name not in SET_NAMES:
+        raise ValueError(f"unknown set name {set_name!r}; valid names: {', '.join(SET_NAMES)}")
+    center = _vector2(params.get("center", 0.0), "center")
+    if set_name == "box":
+        lo, hi = _vector2(params.get("lower", 0.0), "lower"), _vector2(params.get("upper", 1.0), "upper")
+        if (lo > hi).any():
+            raise ValueError(f"the box is empty: lower {lo} > upper {hi} somewhere")
+        lo, hi = np.clip(lo, -extent, extent), np.clip(hi, -extent, extent)  # cut to the view
+        corners = np.array([[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]], [lo[0], hi[1]]])
+        return SetOutline(corners, np.vstack([corners, corners[:1]]))
+    if set_name in ("l2_ball", "l1_ball", "linf_ball"):
+        radius = float(params.get("radius", 1.0))
+        if not (math.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be a finite number > 0, got {radius}")
+        if set_name == "l2_ball":
+            theta = np.linspace(0.0, 2 * np.pi, int(resolution))
+            boundary = center + radius * np.stack([np.cos(theta), np.sin(theta)], axis=-1)
+            return SetOutline(boundary[:-1], boundary)
+        unit = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]) if set_name == "l1_ball" else _square(1.0)
+        corners = center + radius * unit
+        return SetOutline(corners, np.vstack([corners, corners[:1]]))
+    if set_name == "simplex":
+        total = float(params.get("total", 1.0))
+        if not (math.isfinite(total) and total > 0):
+            raise ValueError(f"total must be a finite number > 0, got {total}")
+        return SetOutline(none, np.array([[total, 0.0], [0.0, total]]))
+    if set_name == "halfspace":
+        if "a" not in params or "b" not in params:
+            raise ValueError("the half-space needs its parameters a (shape (2,)) and b (a number)")
+        a, b = np.asarray(params["a"], dtype=np.float64), float(params["b"])
+        if a.shape != (2,) or not a.any():
+            raise ValueError(f"a must be a nonzero vector of shape (2,), got {a}")
+        region = _clip_polygon(_square(extent), a, b)
+        return SetOutline(region, _on_line(region, a, b))
+    if "A" not in params or "b" not in params:
+        raise ValueError("the affine set needs its parameters A (shape (1, 2) or (2, 2)) and b")
+    A = np.atleast_2d(np.asarray(params["A"], dtype=np.float64))
+    b = np.atleast_1d(np.asarray(params["b"], dtype=np.float64))
+    if A.shape == (2, 2):
+        return SetOutline(none, np.linalg.solve(A, b).reshape(1, 2))
+    if A.shape != (1, 2) or b.shape != (1,) or not A.any():
+        raise ValueError(f"the affine set in the plane needs A of shape (1, 2) or (2, 2), got {A.shape}")
+    return SetOutline(none, _on_line(_clip_polygon(_square(extent), A[0], b[0]), A[0], b[0]))
+
+
+def prox_scene(
+    name: str,
+    lam: float,
+    point: tuple[float, float] | np.ndarray,
+    *,
+    extent: float = 2.5,
+    num: int = 7,
+    path_steps: int = 41,
+    **params: Any,
+) -> ProxScene:
+    r"""The data of the figure "a proximal operator evaluated at many points".
+
+    A ``num`` × ``num`` grid of points v in :math:`[-e, e]^2` and one highlighted point,
+    each with :math:`\operatorname{prox}_{\lambda f}(v)`; the path
+    :math:`\mu \mapsto \operatorname{prox}_{\mu f}(v)` of the highlighted point for
+    :math:`\mu \in [0, \lambda]`; and the level sets of f, or the set C for an indicator,
+    over the whole view (the grid's square and a margin of ``VIEW_MARGIN`` around it).
+
+    Parameters
+    ----------
+    name : str
+        A function of ``PROX_NAMES`` or a set of ``SET_NAMES`` (its indicator).
+    lam : float
+        The step λ ≥ 0.
+    point : array, shape (2,)
+        The highlighted v.
+    extent : float
+        e > 0, the half-width of the square that holds the grid.
+    num : int
+        Grid points per side.
+    path_steps : int
+        Number of steps μ, evenly spaced in [0, λ], on the path (≥ 2).
+    **params
+        The function's or the set's parameters, as in :func:`rlteach.prox.prox_of`.
+
+    Returns
+    -------
+    ProxScene
+
+    Raises
+    ------
+    ValueError
+        An unknown name, λ < 0, a point not of shape (2,), or what ``prox_of`` raises.
+    """
+    _check_name(name)
+    v = np.array(point, dtype=np.float64)
+    if v.shape != (2,):
+        raise ValueError(f"point must have shape (2,), got {v.shape}")
+    if int(path_steps) < 2:
+        raise ValueError(f"path_steps must be >= 2, got {path_steps}")
+    field = prox_field(name, lam, point_grid(extent, num), **params)
+    highlighted = prox_field(name, lam, v[None, :], **params)
+    path = prox_path(name, v, np.linspace(0.0, float(lam), int(path_steps)), **params)
+    is_set = name in SET_NAMES
+    view = (1.0 + VIEW_MARGIN) * extent
+    levels = None if is_set else level_grid(name, view, **params)
+    outline = set_outline(name, view, **params) if is_set else None
+    return ProxScene(name, float(lam), field, highlighted, path, levels, outline, float(extent))
+
+
+# ---------------------------------------------------------- proximal operators: drawing
+
+
+def draw_level_sets(ax: Axes, levels: LevelGrid, *, count: int = 12, heights: Sequence[float] | None = None,
+                    label: str | None = "level sets of f") -> Axes:
+    """Gray contour lines of f.
+
+    Parameters
+    ----------
+    ax : Axes
+    levels : LevelGrid
+        ``xs`` (G,), ``ys`` (G,), ``values`` (G, G) from :func:`level_grid`.
+    count : int
+        Without ``heights``: this many levels, evenly spaced strictly between the smallest
+        and the largest value on the grid.
+    heights : sequence of float, optional
+        The values of f to draw, in increasing order (e.g. f at chosen points, so that a
+        line passes through each of them).
+    label : str or None
+        The legend entry of the contours (None: none).
+    """
+    values = levels.values
+    if heights is None:
+        heights = np.linspace(values.min(), values.max(), count + 2)[1:-1]
+    ax.contour(levels.xs, levels.ys, values, levels=np.sort(np.asarray(heights, dtype=np.float64)), colors="0.65",
+               linewidths=0.8, zorder=1)
+    if label:
+        ax.plot([], [], color="0.65", linewidth=0.8, label=label)  # a legend entry for the contours
+    return ax
+
+
+def draw_set(ax: Axes, outline: SetOutline, *, label: str | None = "set C", fill: bool = True,
+             color: str = SET_COLOR) -> Axes:
+    """A convex set: its region shaded and its boundary as a line.
+
+    Parameters
+    ----------
+    ax : Axes
+    outline : SetOutline
+        ``region`` (k, 2), filled as a polygon when ``fill`` and k ≥ 3; ``boundary``
+        (j, 2), drawn as a line, or as a single marker when j = 1 (an affine set that is a point).
+    label : str or None
+        The legend entry of the boundary line.
+    fill : bool
+    color : str
+    """
+    if fill and len(outline.region) >= 3:
+        ax.add_patch(Polygon(outline.region, closed=True, facecolor=color, alpha=0.15, edgecolor="none", zorder=0))
+    style = {"marker": "D", "linestyle": "none"} if len(outline.boundary) == 1 else {"linewidth": 2.0}
+    ax.plot(outline.boundary[:, 0], outline.boundary[:, 1], color=color, label=label, zorder=2, **style)
+    return ax
+
+
+def draw_prox_field(ax: Axes, field: ProxField, *, arrow_color: str = "0.3", markersize: float = 4.0,
+                    labels: tuple[str, str] | None = ("points v", r"$\mathrm{prox}_{\lambda f}(v)$")) -> Axes:
+    """Blue points v, red points x, and an arrow from each v to its x, drawn at its true length.
+
+    Parameters
+    ----------
+    ax : Axes
+    field : ProxField
+        ``v`` and ``x`` of shape (m, 2).
+    arrow_color : str
+    markersize : float
+    labels : (str, str) or None
+        Legend entries of the blue and the red points (None: none).
+
+    Notes
+    -----
+    The arrows are one ``Quiver`` with offsets ``v`` and components ``x - v`` in data
+    units (``angles="xy", scale_units="xy", scale=1``), so each ends exactly at its x.
+    """
+    v, x = field.v, field.x
+    d = x - v
+    ax.quiver(v[:, 0], v[:, 1], d[:, 0], d[:, 1], angles="xy", scale_units="xy", scale=1.0, color=arrow_color,
+              width=0.004, headwidth=4.0, headlength=5.0, headaxislength=4.5, zorder=3)
+    v_label, x_label = labels if labels else (None, None)
+    ax.plot(v[:, 0], v[:, 1], "o", color=POINT_COLOR, markersize=markersize, label=v_label, zorder=4)
+    ax.plot(x[:, 0], x[:, 1], "o", color=PROX_COLOR, markersize=markersize, label=x_label, zorder=4)
+    return ax
+
+
+def draw_iterates(ax: Axes, paths: Mapping[str, np.ndarray], *, colors: Mapping[str, str] | None = None,
+                  linewidths: Mapping[str, float] | None = None, markers: bool = True) -> Axes:
+    """Paths of iterates in the plane, each a line through its points with its last point circled.
+
+    Parameters
+    ----------
+    ax : Axes
+    paths : mapping from a label to an array of shape (K, 2)
+        The iterates in order; the label is the legend entry.
+    colors, linewidths : mappings from a label, optional
+        Per-path colour and line width (default: the colour cycle from C4 on, width 1.3).
+    markers : bool
+        Mark every iterate with a dot.
+    """
+    for i, (label, path) in enumerate(paths.items()):
+        path = np.asarray(path, dtype=np.float64).reshape(-1, 2)
+        color = (colors or {}).get(label, f"C{(i + 4) % 10}")
+        width = (linewidths or {}).get(label, 1.3)
+        ax.plot(path[:, 0], path[:, 1], color=color, marker="." if markers else None, linewidth=width, label=label,
+                zorder=5)
+        ax.plot(path[-1:, 0], path[-1:, 1], "o", markersize=10, markerfacecolor="none", markeredgecolor=color,
+                markeredgewidth=1.8, zorder=6)
+    return ax
+
+
+def scene_title(scene: ProxScene) -> str:
+    """The title of the proximal-operator figure: f (or C) and λ."""
+    if scene.outline is not None:
+        return f"$f = I_C$, C = {SET_LABELS[scene.name]}: prox = projection (any λ; here λ = {scene.lam:.3g})"
+    return f"{FUNCTION_LABELS[scene.name]},  λ = {scene.lam:.3g}"
+
+
+def draw_prox_scene(ax: Axes, scene: ProxScene, *, legend: bool = True, title: str | None = None) -> Axes:
+    """The figure "evaluating a proximal operator at various points" for a :class:`ProxScene`.
+
+    Gray level sets of f (or the set C, shaded, with its boundary), the grid's blue points
+    v with arrows to their red proximal points, and the highlighted v (large blue dot) with
+    a bold arrow to its prox (large red dot) and, dotted, the path its prox takes as the
+    step grows from 0 to λ. Lines carry the labels ``"highlighted v"``,
+    ``"highlighted prox"`` and ``"path as λ grows"`` so that tests can find them. The
+    title is :func:`scene_title` unless ``title`` is given; the legend sits to the right.
+    """
+    if scene.levels is not None:
+        draw_level_sets(ax, scene.levels)
+    if scene.outline is not None:
+        draw_set(ax, scene.outline, label=f"C = {SET_LABELS[scene.name]}")
+    draw_prox_field(ax, scene.field)
+    v, x = scene.point.v[0], scene.point.x[0]
+    ax.plot(scene.path[:, 0], scene.path[:, 1], ":", color="black", linewidth=1.5, label="path as λ grows", zorder=5)
+    ax.annotate("", xy=(x[0], x[1]), xytext=(v[0], v[1]), zorder=6,
+                arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 2.0, "shrinkA": 5, "shrinkB": 5,
+                            "mutation_scale": 16})
+    ax.plot([v[0]], [v[1]], "o", color=POINT_COLOR, markersize=11, markeredgecolor="black", label="highlighted v",
+            zorder=7)
+    ax.plot([x[0]], [x[1]], "o", color=PROX_COLOR, markersize=11, markeredgecolor="black",
+            label="highlighted prox", zorder=7)
+    view = (1.0 + VIEW_MARGIN) * scene.extent
+    ax.set_xlim(-view, view)
+    ax.set_ylim(-view, view)
+    ax.set_aspect("equal")
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.set_title(scene_title(scene) if title is None else title, fontsize="medium")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0.0)
+    return ax
+
+
+def draw_objective_gaps(ax: Axes, gaps: Mapping[str, np.ndarray], *, rates: bool = True) -> Axes:
+    r"""Objective gaps :math:`F(x_k) - F^\star` against the iteration k = 1, 2, … on log-log axes.
+
+    Parameters
+    ----------
+    ax : Axes
+    gaps : mapping from a label to an array of shape (K,)
+        Non-positive gaps (the solution reached to rounding) are not drawn.
+    rates : bool
+        Also draw dashed guides :math:`c/k` and :math:`c/k^2` through the first gap of the
+        first two curves, the worst-case rates of ISTA and FISTA.
+    """
+    for label, gap in gaps.items():
+        gap = np.asarray(gap, dtype=np.float64)
+        k = np.arange(1, len(gap) + 1)
+        ax.loglog(k, np.where(gap > 0, gap, np.nan), label=label, linewidth=1.8)
+    if rates:
+        for (label, gap), power in zip(gaps.items(), (1, 2)):
+            gap = np.asarray(gap, dtype=np.float64)
+            k = np.arange(1, len(gap) + 1)
+            ax.loglog(k, gap[0] / k**power, linestyle="--" if power == 1 else ":", color="0.4", linewidth=1.2,
+                      label="$c/k$" if power == 1 else "$c/k^2$")
+    ax.set_xlabel("iteration k")
+    ax.set_ylabel(r"$F(x_k) - F^\star$")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax

@@ -3,12 +3,21 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.quiver import Quiver  # noqa: E402
 
 from rlteach import importance as imp  # noqa: E402
+from rlteach import prox as P  # noqa: E402
+from rlteach import viz  # noqa: E402
 from rlteach.viz import draw_is_experiment, source_markdown  # noqa: E402
-from rlteach.widgets import ImportanceSamplingExplorer  # noqa: E402
+from rlteach.widgets import (  # noqa: E402
+    DEFAULT_QUADRATIC,
+    DEFAULT_SET_PARAMS,
+    ImportanceSamplingExplorer,
+    ProxExplorer,
+)
 
 
 def test_experiment_estimates_are_centred_on_the_truth():
@@ -66,3 +75,331 @@ def test_source_markdown_shows_the_library_code_not_the_seal():
     text = source_markdown(imp.importance_weights)
     assert text.startswith("```python\n@graded_reference\ndef importance_weights(")
     assert "logp_target - logp_proposal" in text
+
+
+# ------------------------------------------------------------------ proximal operators
+
+SETS_2D = {  # the sets of rlteach.prox in the plane, with parameters for each
+    "box": {"lower": np.array([-1.0, -0.5]), "upper": np.array([1.5, 1.0])},
+    "l2_ball": {"radius": 1.2, "center": np.array([0.3, -0.2])},
+    "l1_ball": {"radius": 1.5},
+    "linf_ball": {"radius": 0.8, "center": np.array([-0.5, 0.5])},
+    "simplex": {"total": 1.5},
+    "halfspace": {"a": np.array([1.0, 2.0]), "b": 1.0},
+    "affine": {"A": np.array([[1.0, -1.0]]), "b": np.array([0.5])},
+}
+FUNCTIONS_2D = {"l1": {}, "quadratic": {"A": np.array([[2.0, 0.9], [0.9, 1.0]]), "b": np.array([-0.5, 0.0])}, "l2": {}}
+assert set(SETS_2D) | set(FUNCTIONS_2D) == set(P.PROX_NAMES + P.SET_NAMES)
+
+
+def feasibility_gap(set_name: str, x: np.ndarray, **params) -> np.ndarray:
+    """How far each row of x (m, 2) violates the set's defining inequalities, from the formulas (0 when feasible)."""
+    if set_name == "box":
+        return np.maximum(params["lower"] - x, 0).max(-1) + np.maximum(x - params["upper"], 0).max(-1)
+    if set_name in ("l2_ball", "l1_ball", "linf_ball"):
+        order = {"l2_ball": 2, "l1_ball": 1, "linf_ball": np.inf}[set_name]
+        return np.maximum(np.linalg.norm(x - params.get("center", 0.0), ord=order, axis=-1) - params["radius"], 0)
+    if set_name == "simplex":
+        return np.maximum(-x, 0).max(-1) + np.abs(x.sum(-1) - params["total"])
+    if set_name == "halfspace":
+        return np.maximum(x @ params["a"] - params["b"], 0)
+    return np.abs(x @ params["A"].T - params["b"]).max(-1)
+
+
+def lines_by_label(ax) -> dict:
+    return {line.get_label(): line for line in ax.get_lines()}
+
+
+def only_quiver(ax) -> Quiver:
+    quivers = [c for c in ax.collections if isinstance(c, Quiver)]
+    assert len(quivers) == 1
+    return quivers[0]
+
+
+def test_point_grid_spans_the_square_row_by_row():
+    grid = viz.point_grid(2.0, 5)
+    assert grid.shape == (25, 2)
+    np.testing.assert_array_equal(grid[:5, 0], [-2.0, -1.0, 0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(grid[:5, 1], [-2.0] * 5)
+    np.testing.assert_array_equal(grid[-1], [2.0, 2.0])
+    np.testing.assert_array_equal(viz.point_grid(3.0, 1), [[0.0, 0.0]])
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONS_2D) + list(SETS_2D))
+def test_prox_field_is_exactly_what_rlteach_prox_computes(name, rng):
+    params = {**FUNCTIONS_2D, **SETS_2D}[name]
+    points = rng.normal(scale=2.0, size=(30, 2))
+    field = viz.prox_field(name, 0.7, points, **params)
+    np.testing.assert_array_equal(field.v, points)
+    np.testing.assert_array_equal(field.x, P.prox_of(name, points, 0.7, **params))
+    for i in (0, 17):  # one point at a time, through the named operator itself
+        np.testing.assert_allclose(field.x[i], P.prox_of(name, points[i], 0.7, **params), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("set_name", list(SETS_2D))
+def test_the_red_points_of_an_indicator_are_feasible_and_do_not_depend_on_lam(set_name):
+    params = SETS_2D[set_name]
+    points = viz.point_grid(3.0, 9)
+    small, large = (viz.prox_field(set_name, lam, points, **params) for lam in (0.01, 10.0))
+    assert feasibility_gap(set_name, small.x, **params).max() <= 1e-12
+    np.testing.assert_array_equal(small.x, large.x)
+    np.testing.assert_array_equal(small.x, P.project_onto(set_name, points, **params))
+    inside = feasibility_gap(set_name, points, **params) == 0  # points of C stay where they are
+    np.testing.assert_array_equal(small.x[inside], points[inside])
+    assert (~inside).sum() > 0
+
+
+def test_function_values_follow_the_formulas():
+    x = np.array([[1.0, -2.0], [0.0, 0.5]])
+    np.testing.assert_allclose(viz.function_values("l1", x), [3.0, 0.5])
+    np.testing.assert_allclose(viz.function_values("l2", x), [5**0.5, 0.5])
+    A, b = FUNCTIONS_2D["quadratic"]["A"], FUNCTIONS_2D["quadratic"]["b"]
+    # ½xᵀAx + bᵀx at (1, −2): ½(2 − 3.6 + 4) − 0.5 = 0.7; at (0, 0.5): ½·0.25 = 0.125
+    np.testing.assert_allclose(viz.function_values("quadratic", x, A=A, b=b), [0.7, 0.125])
+    np.testing.assert_allclose(viz.function_values("quadratic", x), [2.5, 0.125])  # A = I, b = 0
+
+
+def test_level_grid_is_f_on_the_grid_with_rows_along_the_second_coordinate():
+    levels = viz.level_grid("quadratic", 2.0, num=5, **FUNCTIONS_2D["quadratic"])
+    assert levels.xs.shape == levels.ys.shape == (5,) and levels.values.shape == (5, 5)
+    i, j = 1, 4  # values[i, j] = f(xs[j], ys[i])
+    expected = viz.function_values("quadratic", np.array([levels.xs[j], levels.ys[i]]), **FUNCTIONS_2D["quadratic"])
+    assert levels.values[i, j] == pytest.approx(float(expected), abs=1e-12)
+
+
+@pytest.mark.parametrize("set_name", list(SETS_2D))
+def test_set_outline_lies_in_the_set_and_its_boundary_on_the_boundary(set_name):
+    params = SETS_2D[set_name]
+    outline = viz.set_outline(set_name, 3.0, **params)
+    assert outline.boundary.ndim == 2 and outline.boundary.shape[1] == 2 and len(outline.boundary) >= 2
+    for points in (outline.region, outline.boundary):
+        if len(points):
+            assert feasibility_gap(set_name, points, **params).max() <= 1e-12
+            np.testing.assert_allclose(P.project_onto(set_name, points, **params), points, atol=1e-12)
+    # a boundary point moved a little outward leaves the set (it was on the boundary, not inside)
+    mid = outline.boundary[len(outline.boundary) // 4]
+    inner = np.array([-3.0, -3.0]) if set_name == "halfspace" else np.asarray(params.get("center", [0.0, 0.0]))
+    if set_name in ("simplex", "affine"):
+        assert len(outline.region) == 0  # no area: the boundary is the set itself
+    else:
+        assert feasibility_gap(set_name, (mid + 1e-3 * (mid - inner))[None], **params)[0] > 0
+
+
+def test_set_outline_shapes():
+    box = viz.set_outline("box", 3.0, lower=[-1.0, -0.5], upper=[1.5, 1.0])
+    np.testing.assert_array_equal(box.region, [[-1.0, -0.5], [1.5, -0.5], [1.5, 1.0], [-1.0, 1.0]])
+    np.testing.assert_array_equal(box.boundary[0], box.boundary[-1])  # closed
+    circle = viz.set_outline("l2_ball", radius=2.0, center=[1.0, 0.0])
+    np.testing.assert_allclose(np.linalg.norm(circle.boundary - [1.0, 0.0], axis=-1), 2.0)
+    diamond = viz.set_outline("l1_ball", radius=1.5)
+    np.testing.assert_array_equal(diamond.region, [[1.5, 0.0], [0.0, 1.5], [-1.5, 0.0], [0.0, -1.5]])
+    np.testing.assert_array_equal(viz.set_outline("simplex", total=2.0).boundary, [[2.0, 0.0], [0.0, 2.0]])
+    half = viz.set_outline("halfspace", 2.0, a=[0.0, 1.0], b=0.5)  # y ≤ 0.5 inside [−2, 2]²
+    np.testing.assert_allclose(sorted(half.region.tolist()), [[-2.0, -2.0], [-2.0, 0.5], [2.0, -2.0], [2.0, 0.5]])
+    np.testing.assert_allclose(sorted(half.boundary.tolist()), [[-2.0, 0.5], [2.0, 0.5]])
+    point = viz.set_outline("affine", A=[[1.0, 1.0], [1.0, -1.0]], b=[2.0, 0.0])
+    np.testing.assert_allclose(point.boundary, [[1.0, 1.0]])
+    open_box = viz.set_outline("box", 2.0, lower=[-np.inf, 0.0], upper=[np.inf, 1.0])  # cut to the view
+    np.testing.assert_array_equal(open_box.region[:, 0], [-2.0, 2.0, 2.0, -2.0])
+
+
+def test_prox_scene_holds_the_grid_the_point_and_the_path():
+    params = FUNCTIONS_2D["quadratic"]
+    scene = viz.prox_scene("quadratic", 0.8, (2.0, -1.0), extent=2.0, num=5, path_steps=11, **params)
+    np.testing.assert_array_equal(scene.field.v, viz.point_grid(2.0, 5))
+    np.testing.assert_array_equal(scene.field.x, P.prox_of("quadratic", scene.field.v, 0.8, **params))
+    np.testing.assert_array_equal(scene.point.v, [[2.0, -1.0]])
+    np.testing.assert_allclose(scene.point.x[0], P.prox_quadratic(np.array([2.0, -1.0]), 0.8, **params), atol=1e-12)
+    assert scene.path.shape == (11, 2)
+    np.testing.assert_allclose(scene.path[0], [2.0, -1.0], atol=1e-12)  # μ = 0: the point itself
+    np.testing.assert_allclose(scene.path[-1], scene.point.x[0], atol=1e-12)  # μ = λ: its prox
+    np.testing.assert_allclose(scene.path[5], P.prox_quadratic(np.array([2.0, -1.0]), 0.4, **params), atol=1e-12)
+    assert scene.outline is None and scene.levels.values.shape == (161, 161)
+    assert scene.levels.xs[-1] == pytest.approx((1 + viz.VIEW_MARGIN) * 2.0)
+    box = viz.prox_scene("box", 0.8, (2.0, -1.0), extent=2.0, **SETS_2D["box"])
+    assert box.levels is None and box.outline is not None
+    np.testing.assert_array_equal(box.point.x, [[1.5, -0.5]])
+
+
+def test_draw_prox_scene_draws_arrows_from_each_v_to_its_prox():
+    scene = viz.prox_scene("l1", 0.5, (2.0, 1.0), extent=2.5, num=7)
+    fig = plt.figure()
+    ax = viz.draw_prox_scene(fig.add_subplot(), scene)
+    quiver = only_quiver(ax)
+    np.testing.assert_array_equal(quiver.get_offsets(), scene.field.v)  # arrows start at the blue points
+    np.testing.assert_allclose(np.stack([quiver.U, quiver.V], -1), scene.field.x - scene.field.v)  # and end at red
+    assert (quiver.scale, quiver.scale_units, quiver.angles) == (1.0, "xy", "xy")  # drawn at true length
+    lines = lines_by_label(ax)
+    np.testing.assert_array_equal(np.stack(lines["points v"].get_data(), -1), scene.field.v)
+    np.testing.assert_array_equal(np.stack(lines[r"$\mathrm{prox}_{\lambda f}(v)$"].get_data(), -1), scene.field.x)
+    np.testing.assert_array_equal(np.ravel(lines["highlighted v"].get_data()), [2.0, 1.0])
+    np.testing.assert_array_equal(np.ravel(lines["highlighted prox"].get_data()), [1.5, 0.5])  # soft threshold by ½
+    np.testing.assert_array_equal(np.stack(lines["path as λ grows"].get_data(), -1), scene.path)
+    arrow = ax.texts[0]
+    assert arrow.xy == (1.5, 0.5) and arrow.xyann == (2.0, 1.0)  # the bold arrow points from v to prox(v)
+    assert ax.get_title() == r"$f(x) = \|x\|_1$,  λ = 0.5"
+    assert ax.get_xlim() == pytest.approx((-2.875, 2.875))
+    plt.close(fig)
+
+
+def test_draw_prox_scene_shades_the_set_for_an_indicator():
+    params = SETS_2D["halfspace"]
+    scene = viz.prox_scene("halfspace", 0.3, (1.0, 2.0), **params)
+    fig = plt.figure()
+    ax = viz.draw_prox_scene(fig.add_subplot(), scene)
+    assert len(ax.patches) == 1
+    np.testing.assert_allclose(ax.patches[0].get_xy()[:-1], scene.outline.region)  # the shaded half-space
+    np.testing.assert_allclose(np.stack(lines_by_label(ax)["C = half-space"].get_data(), -1), scene.outline.boundary)
+    assert "prox = projection" in ax.get_title()
+    plt.close(fig)
+
+
+def test_draw_objective_gaps_draws_each_curve_and_the_rate_guides():
+    gaps = {"ISTA": np.array([1.0, 0.4, 0.2, 0.0]), "FISTA": np.array([1.0, 0.2, 0.05, 1e-3])}
+    fig = plt.figure()
+    ax = viz.draw_objective_gaps(fig.add_subplot(), gaps)
+    lines = lines_by_label(ax)
+    np.testing.assert_array_equal(lines["ISTA"].get_xdata(), [1, 2, 3, 4])
+    np.testing.assert_array_equal(lines["ISTA"].get_ydata(), [1.0, 0.4, 0.2, np.nan])  # a zero gap is not drawn
+    np.testing.assert_array_equal(lines["FISTA"].get_ydata(), gaps["FISTA"])
+    np.testing.assert_allclose(lines["$c/k^2$"].get_ydata(), 1.0 / np.arange(1, 5) ** 2)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    plt.close(fig)
+
+
+def test_draw_iterates_draws_each_path_and_circles_its_end():
+    fig = plt.figure()
+    paths = {"a": np.array([[0.0, 0.0], [1.0, 2.0]]), "b": np.array([[1.0, 1.0], [0.5, 0.5], [0.0, 3.0]])}
+    ax = viz.draw_iterates(fig.add_subplot(), paths, colors={"b": "black"}, linewidths={"a": 5.0})
+    line_a, end_a, line_b, end_b = ax.get_lines()
+    assert (line_a.get_label(), line_b.get_label()) == ("a", "b")
+    np.testing.assert_array_equal(np.stack(line_b.get_data(), -1), paths["b"])
+    np.testing.assert_array_equal(np.ravel(end_a.get_data()), [1.0, 2.0])
+    np.testing.assert_array_equal(np.ravel(end_b.get_data()), [0.0, 3.0])
+    assert (line_a.get_linewidth(), line_b.get_linewidth(), line_b.get_color()) == (5.0, 1.3, "black")
+    plt.close(fig)
+
+
+def explorer_state(explorer: ProxExplorer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the figure shows: the quiver's arrows (m, 2), the highlighted v and prox (2,) each."""
+    ax = explorer.figure.axes[0]
+    quiver = only_quiver(ax)
+    lines = lines_by_label(ax)
+    return (np.stack([quiver.U, quiver.V], -1), np.ravel(lines["highlighted v"].get_data()),
+            np.ravel(lines["highlighted prox"].get_data()))
+
+
+def test_the_lam_slider_recomputes_and_redraws():
+    explorer = ProxExplorer(function="l1", lam=0.5, point=(2.0, 1.0))
+    arrows_before, _, prox_before = explorer_state(explorer)
+    np.testing.assert_array_equal(prox_before, [1.5, 0.5])
+    explorer.lam_slider.value = 2.0
+    assert explorer.scene.lam == pytest.approx(2.0)
+    np.testing.assert_array_equal(explorer.scene.field.x, P.prox_l1(viz.point_grid(2.5, 7), explorer.scene.lam))
+    arrows, v, prox = explorer_state(explorer)
+    np.testing.assert_allclose(prox, P.prox_l1(np.array([2.0, 1.0]), explorer.scene.lam))
+    np.testing.assert_allclose(prox, [0.0, 0.0], atol=1e-12)  # λ = 2 ≥ |v_i|: thresholded to zero
+    np.testing.assert_array_equal(v, [2.0, 1.0])
+    assert np.abs(arrows).sum() > np.abs(arrows_before).sum()  # longer steps
+    assert "λ = 2" in explorer.figure.axes[0].get_title()
+    plt.close(explorer.figure)
+
+
+def test_the_function_dropdown_switches_the_operator():
+    explorer = ProxExplorer(function="l1", lam=0.5, point=(2.0, 1.0))
+    assert explorer.set_dropdown.disabled
+    explorer.function_dropdown.value = "quadratic"
+    assert explorer.scene.name == "quadratic" and explorer.scene.levels is not None
+    expected = P.prox_quadratic(np.array([2.0, 1.0]), 0.5, **DEFAULT_QUADRATIC)
+    _, _, prox = explorer_state(explorer)
+    np.testing.assert_allclose(prox, expected, atol=1e-12)
+    explorer.function_dropdown.value = "indicator"
+    assert not explorer.set_dropdown.disabled
+    assert explorer.scene.name == "box" and explorer.scene.outline is not None
+    _, _, prox = explorer_state(explorer)
+    np.testing.assert_array_equal(prox, P.project_box(np.array([2.0, 1.0]), **DEFAULT_SET_PARAMS["box"]))
+    np.testing.assert_array_equal(prox, [1.0, 1.0])
+    assert len(explorer.figure.axes[0].patches) == 1  # the box is shaded
+    plt.close(explorer.figure)
+
+
+@pytest.mark.parametrize("set_name", ["box", "l2_ball", "l1_ball", "simplex", "halfspace"])
+def test_the_set_dropdown_switches_the_set_and_every_red_point_is_feasible(set_name):
+    explorer = ProxExplorer(function="indicator", set_name="box" if set_name != "box" else "l2_ball")
+    explorer.set_dropdown.value = set_name
+    params = {k: v if np.isscalar(v) else np.asarray(v, dtype=float) for k, v in DEFAULT_SET_PARAMS[set_name].items()}
+    scene = explorer.scene
+    assert scene.name == set_name
+    assert feasibility_gap(set_name, scene.field.x, **params).max() <= 1e-12
+    np.testing.assert_array_equal(scene.point.x, P.project_onto(set_name, scene.point.v, **params))
+    ax = explorer.figure.axes[0]
+    np.testing.assert_allclose(np.stack(lines_by_label(ax)[f"C = {viz.SET_LABELS[set_name]}"].get_data(), -1),
+                               scene.outline.boundary)
+    arrows, _, _ = explorer_state(explorer)
+    np.testing.assert_allclose(arrows, scene.field.x - scene.field.v)
+    plt.close(explorer.figure)
+
+
+def test_the_point_sliders_move_the_highlighted_point():
+    explorer = ProxExplorer(function="indicator", set_name="l2_ball", point=(2.0, 1.0))
+    arrows_before, _, _ = explorer_state(explorer)
+    explorer.x_slider.value = -2.0
+    explorer.y_slider.value = 0.0
+    arrows, v, prox = explorer_state(explorer)
+    np.testing.assert_array_equal(v, [-2.0, 0.0])
+    np.testing.assert_allclose(prox, [-1.25, 0.0])  # onto the circle of radius 1.25
+    np.testing.assert_array_equal(arrows, arrows_before)  # the grid does not move
+    explorer.x_slider.value = 0.5  # inside the ball: the projection is the point itself
+    _, v, prox = explorer_state(explorer)
+    np.testing.assert_array_equal(v, prox)
+    plt.close(explorer.figure)
+
+
+def test_the_explorer_widget_holds_every_control():
+    explorer = ProxExplorer()
+    box = explorer.widget()
+    shown = [child for row in box.children[:2] for child in row.children]
+    assert set(shown) == set(explorer.controls) and box.children[2] is explorer.output
+    assert [value for _, value in explorer.function_dropdown.options] == ["l1", "quadratic", "l2", "indicator"]
+    assert [value for _, value in explorer.set_dropdown.options] == ["box", "l2_ball", "l1_ball", "simplex",
+                                                                     "halfspace"]
+    plt.close(explorer.figure)
+
+
+def test_bad_names_and_values_are_rejected_with_a_clear_message():
+    with pytest.raises(ValueError, match="unknown function or set name 'l3'; valid names: l1, quadratic"):
+        viz.prox_field("l3", 0.5, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="unknown function or set name 'ball'"):
+        viz.prox_scene("ball", 0.5, (0.0, 0.0))
+    with pytest.raises(ValueError, match="unknown set name 'disc'; valid names: box, l2_ball"):
+        viz.set_outline("disc")
+    with pytest.raises(ValueError, match="'box' is a set: its indicator has no level sets"):
+        viz.level_grid("box", 2.0)
+    with pytest.raises(ValueError, match="unexpected parameters for 'l1': radius"):
+        viz.function_values("l1", np.zeros(2), radius=1.0)
+    with pytest.raises(ValueError, match="point must have shape"):
+        viz.prox_scene("l1", 0.5, (0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match="lam must be >= 0"):
+        viz.prox_scene("l1", -0.5, (0.0, 0.0))
+    with pytest.raises(ValueError, match="the box is empty"):
+        viz.set_outline("box", 2.0, lower=[5.0, 0.0], upper=[4.0, 1.0])
+    with pytest.raises(ValueError, match="half-space needs its parameters a"):
+        viz.set_outline("halfspace")
+    with pytest.raises(ValueError, match="unknown function 'huber'; valid choices: l1, quadratic, l2, indicator"):
+        ProxExplorer(function="huber")
+    with pytest.raises(ValueError, match="unknown set 'affine'; valid choices: box, l2_ball"):
+        ProxExplorer(set_name="affine")
+    with pytest.raises(ValueError, match="lam must lie in"):
+        ProxExplorer(lam=100.0)
+
+
+def test_draw_level_sets_draws_the_requested_heights():
+    levels = viz.level_grid("l2", 2.0, num=41)
+    fig = plt.figure()
+    ax = viz.draw_level_sets(fig.add_subplot(), levels, heights=[1.5, 0.5])
+    (contours,) = [c for c in ax.collections if hasattr(c, "levels")]
+    np.testing.assert_array_equal(contours.levels, [0.5, 1.5])  # sorted
+    ax = viz.draw_level_sets(fig.add_subplot(), levels, count=4)
+    (contours,) = [c for c in ax.collections if hasattr(c, "levels")]
+    np.testing.assert_allclose(contours.levels, np.linspace(0.0, 8**0.5, 6)[1:-1])  # strictly between min and max
+    plt.close(fig)

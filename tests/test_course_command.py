@@ -1,65 +1,40 @@
 """`make course` starts JupyterLab on 127.0.0.1, prints the URL, serves the lectures and
 exercises, and has nbgrader's extensions enabled."""
 
-import json
 import os
 import re
-import signal
-import socket
 import subprocess
-import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.lab_server import ROOT, drain, free_port, get, stop, wait_until_ready
+
 pytestmark = pytest.mark.notebooks
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def lab():
     port = free_port()
-
     proc = subprocess.Popen(["make", "--no-print-directory", "course", f"PORT={port}"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                             env={**os.environ, "BROWSER": "true"})
-    url, seen, deadline = None, [], time.monotonic() + 180
+    url, log, deadline = None, [], time.monotonic() + 180
     try:
         while url is None and time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line:
                 break
-            seen.append(line)
+            log.append(line)
             match = re.search(rf"(http://127\.0\.0\.1:{port}/\S*\?token=[0-9a-f]+)", line)
             url = match.group(1) if match else None
-        assert url, "no URL printed:\n" + "".join(seen[-30:])
-        threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep the log pipe drained
+        assert url, "no URL printed:\n" + "".join(log[-30:])
+        drain(proc, log)
         token = url.split("token=")[1]
-        while time.monotonic() < deadline:  # the URL is printed a moment before the socket accepts
-            try:
-                get(port, token, "/api/status")
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_until_ready(port, token, proc, deadline, log)
         yield port, token
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-
-
-
-
-def get(port: int, token: str, path: str):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}?token={token}", timeout=30) as response:
-        return json.load(response)
+        stop(proc)
 
 
 def test_the_course_serves_lectures_and_exercises(lab):

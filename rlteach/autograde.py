@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-from nbclient.exceptions import DeadKernelError
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -144,7 +144,7 @@ class GuardedExecute(Execute):
                 nb, resources = super().preprocess(nb, resources, km)
             except DeadKernelError:
                 self._died("the kernel died before the notebook ran")
-                for index, cell in enumerate(nb.cells):
+                for cell in nb.cells:
                     self._mark_dead(cell)
         finally:
             if previous is None:
@@ -177,11 +177,14 @@ class GuardedExecute(Execute):
             code = f"import resource as _r; _r.setrlimit(_r.RLIMIT_AS, ({limit}, {limit})); del _r"
             self.wait_for_reply(self.kc.execute(code, silent=True, store_history=False))
 
-    def _responsive(self) -> bool:
+    def _responsive(self, seconds: int = 10) -> bool:
+        timeout, self.timeout = self.timeout, seconds
         try:
             reply = self.wait_for_reply(self.kc.execute("pass", silent=True, store_history=False))
         except Exception:
             return False
+        finally:
+            self.timeout = timeout
         return reply is not None and reply.get("content", {}).get("status") == "ok"
 
     def preprocess_cell(self, cell: NotebookNode, resources: Any, index: int) -> tuple[NotebookNode, Any]:
@@ -198,6 +201,11 @@ class GuardedExecute(Execute):
             cell, resources = super().preprocess_cell(cell, resources, index)
         except DeadKernelError:
             self._died(f"the kernel died while running cell {label} (a crash, os._exit, or memory exhaustion)")
+            cell.outputs = [error_output("KernelDied", f"{self._dead}; the remaining parts score zero")]
+            return cell, resources
+        except CellTimeoutError:
+            self._died(f"the kernel stopped answering after cell {label} timed out "
+                       f"({self._cell_timeout(cell)} s) and ignored the interrupt")
             cell.outputs = [error_output("KernelDied", f"{self._dead}; the remaining parts score zero")]
             return cell, resources
         if any(o.get("output_type") == "error" and o.get("ename") == "CellTimeoutError" for o in cell.outputs):

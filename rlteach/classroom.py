@@ -247,7 +247,7 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
         results: list[Result] = []
         workers = max(1, workers or os.cpu_count() or 1)
         context = get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=25) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(grade_one, str(template), assignment, s, str(submitted / s / assignment)): s
                        for s in students}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"grading {assignment}",

@@ -69,6 +69,10 @@ def graded(tmp_path_factory):
     submissions = {
         "solved": answer(),
         "loops_forever": loop,
+        "ignores_interrupt": answer(importance_weights="import signal\n"
+                                                       "def importance_weights(logp_target, logp_proposal):\n"
+                                                       "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                                       "    while True:\n        pass\n"),
         "raises": answer(weighted_is="def weighted_is(fx, logp_target, logp_proposal):\n    raise ValueError('nope')\n"),
         "os_exit": answer(weighted_is="import os\nos._exit(3)\n"),
         "segfault": answer(effective_sample_size="def effective_sample_size(logp_target, logp_proposal):\n"
@@ -109,6 +113,7 @@ def graded(tmp_path_factory):
 @pytest.mark.parametrize("student, total, part", [
     ("solved", FULL, None),
     ("loops_forever", FULL - 3, "importance_weights"),
+    ("ignores_interrupt", 0, "importance_weights"),  # the kernel no longer answers: the rest is lost too
     ("raises", FULL - 3, "weighted_is"),
     ("os_exit", 3, "weighted_is"),
     ("segfault", 6, "effective_sample_size"),
@@ -134,11 +139,11 @@ def test_each_failure_kind_costs_exactly_its_points(graded, student, total, part
 
 def test_the_whole_class_is_in_the_gradebook_once(graded):
     course, results = graded
-    assert len(results) == 16
+    assert len(results) == 17
     with sqlite3.connect(course.root / "grading" / "gradebook.db") as db:
         rows = db.execute("SELECT count(*), count(DISTINCT student_id) FROM submitted_assignment").fetchone()
-        assert rows == (16, 16)
-        assert db.execute("SELECT count(*) FROM grade").fetchone()[0] == 16 * 8
+        assert rows == (17, 17)
+        assert db.execute("SELECT count(*) FROM grade").fetchone()[0] == 17 * 8
     with Gradebook(course.db_url) as gb:
         assert gb.find_assignment(A).max_score == FULL
 
@@ -148,6 +153,7 @@ def test_problems_are_reported_with_their_reason(graded):
     reasons = {student: " | ".join(r.problems) for student, r in results.items()}
     assert f"ran out of time ({TIMEOUT} s)" in reasons["loops_forever"]
     assert "kernel died" in reasons["os_exit"] and "kernel died" in reasons["segfault"]
+    assert "kernel stopped answering" in reasons["ignores_interrupt"]
     assert "not a readable notebook" in reasons["corrupt"]
     assert reasons["empty"] == "no notebook submitted"
     assert "checker was replaced or disabled" in reasons["patch_check"]

@@ -3,8 +3,9 @@
 JupyterLab (on a temporary copy of ``lectures/``, so the repository's notebooks never get
 outputs) opens a lecture in Chromium, runs every cell from the Run menu, and the test
 checks that no cell shows a traceback, that the explorer's sliders and figure render, and
-that moving a slider with the keyboard redraws the figure, once per key press.
-Screenshots of the explorer before and after land in the test's ``tmp_path``."""
+that moving a slider with the keyboard redraws the figure, once per key press; where the
+explorer has dropdowns, choosing an option in each redraws it again. Screenshots of the
+explorer before and after (and after each choice) land in the test's ``tmp_path``."""
 
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ class Explorer:
     move: str                    # the slider moved with ArrowRight
     presses: int                 # how many steps it is moved; each one must redraw the figure
     readouts: tuple[str, str]    # that slider's readout before and after
+    dropdowns: tuple[str, ...] = ()  # the label of every dropdown the explorer shows
+    # (dropdown label, option text) chosen in order after the slider moves; each choice must redraw the figure
+    choices: tuple[tuple[str, str], ...] = ()
 
     def __str__(self) -> str:
         return Path(self.notebook).stem
@@ -50,6 +54,13 @@ class Explorer:
 EXPLORERS = [
     Explorer("01_importance_sampling.ipynb", sliders=("q mean", "q width", "n draws"), move="q mean", presses=3,
              readouts=("0.00", "0.30")),
+    # λ on a log slider (exponent step 0.02, readout .3g): the prox step moves; then f = the indicator
+    # (the projection onto the default box), and the set C switched to the ℓ2 ball and the simplex.
+    # The page snaps λ = 0.5 to the exponent grid, log10 λ = -0.30, so it reads 10^-0.30 = 0.501; two
+    # presses make it 10^-0.26, which the page (d3-format, unlike Python, keeps .3g zeros) shows as 0.550.
+    Explorer("02_proximal_operators.ipynb", sliders=("λ", "v₁", "v₂"), move="λ", presses=2,
+             readouts=("0.501", "0.550"), dropdowns=("f", "set C"),
+             choices=(("f", "indicator of the set"), ("set C", "ℓ2 ball"), ("set C", "simplex"))),
 ]
 
 
@@ -146,14 +157,23 @@ def test_moving_a_slider_redraws_the_explorer(lab, page, explorer: Explorer, tmp
     assert all(re.fullmatch(r"\[\d+\]:", prompt) for prompt in prompts), f"Run All left cells unexecuted: {prompts}"
 
     # The explorer: the code cell whose output holds the slider to move.
-    def slider(label: str):
-        return page.locator(".widget-slider").filter(
+    def labelled(kind: str, label: str):
+        return page.locator(kind).filter(
             has=page.locator(".widget-label", has_text=re.compile(rf"^{re.escape(label)}$")))
+
+    def slider(label: str):
+        return labelled(".widget-slider", label)
+
+    def dropdown(label: str):
+        return labelled(".widget-dropdown", label).locator("select")
 
     moved = slider(explorer.move)
     expect(moved).to_have_count(1, timeout=30_000)
     for label in explorer.sliders:
         expect(slider(label)).to_be_visible()
+    for label in explorer.dropdowns:
+        expect(dropdown(label)).to_have_count(1)
+        expect(dropdown(label)).to_be_visible()
     cell = page.locator(".jp-CodeCell").filter(has=moved)
     figure = cell.locator(".widget-output img")
     expect(figure).to_have_count(1, timeout=30_000)
@@ -163,24 +183,40 @@ def test_moving_a_slider_redraws_the_explorer(lab, page, explorer: Explorer, tmp
 
     cell.scroll_into_view_if_needed()
     page.wait_for_function(IMAGE_CHANGED, arg=[cell.element_handle(), None], timeout=REDRAW_TIMEOUT_MS)  # loaded
+    # A slider whose start is off its step grid (λ = 0.5 on the log grid) is snapped by the page, which sends the
+    # snapped value back: the kernel redraws once more. Let that settle so it is not taken for a key press's redraw.
+    wait_for_idle_kernel(lab, path, timeout=30)
     cell.screenshot(path=tmp_path / "before.png")
 
-    handle = moved.get_by_role("slider")
-    handle.focus()
-    for press in range(explorer.presses):
+    def redraws(action, what: str) -> None:
+        """Do ``action`` and wait until the explorer's figure is a new, loaded PNG."""
         before = figure.get_attribute("src")
-        handle.press("ArrowRight")
+        action()
         try:
             page.wait_for_function(IMAGE_CHANGED, arg=[cell.element_handle(), before], timeout=REDRAW_TIMEOUT_MS)
         except PlaywrightTimeout:
             cell.screenshot(path=tmp_path / "stuck.png")
-            pytest.fail(f"'{explorer.move}': the figure did not change within {REDRAW_TIMEOUT_MS / 1000:.0f} s "
-                        f"after ArrowRight #{press + 1} (readout {readout.inner_text()!r}); screenshots in {tmp_path}")
+            pytest.fail(f"the figure did not change within {REDRAW_TIMEOUT_MS / 1000:.0f} s after {what} "
+                        f"('{explorer.move}' readout {readout.inner_text()!r}); screenshots in {tmp_path}")
+
+    handle = moved.get_by_role("slider")
+    handle.focus()
+    for press in range(explorer.presses):
+        redraws(lambda: handle.press("ArrowRight"), f"'{explorer.move}': ArrowRight #{press + 1}")
     expect(readout).to_have_text(explorer.readouts[1])
     expect(figure).to_have_count(1)
     wait_for_idle_kernel(lab, path, timeout=30)
     cell.screenshot(path=tmp_path / "after.png")
 
+    # Each choice waits for its dropdown to be enabled (a widget may enable one only after another's choice).
+    for step, (label, option) in enumerate(explorer.choices, start=1):
+        select = dropdown(label)
+        redraws(lambda: select.select_option(label=option, timeout=REDRAW_TIMEOUT_MS), f"choosing {label} = {option!r}")
+        expect(select.locator("option:checked")).to_have_text(option)
+        expect(figure).to_have_count(1)
+        cell.screenshot(path=tmp_path / f"choice{step}.png")
+    wait_for_idle_kernel(lab, path, timeout=30)
+
     errors = error_outputs(page)
-    assert errors == [], f"moving '{explorer.move}' raised:\n" + "\n---\n".join(errors)
+    assert errors == [], f"moving '{explorer.move}' or choosing {explorer.choices} raised:\n" + "\n---\n".join(errors)
     assert (ROOT / path).read_bytes() == committed, f"the browser session wrote into the repository's {path}"

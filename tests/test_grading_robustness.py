@@ -209,3 +209,26 @@ def test_parallel_and_sequential_runs_agree_and_lms_zips_are_collected(tmp_path_
     csv_lines = (lms_course.root / "grading" / f"grades-{A}.csv").read_text().splitlines()
     assert csv_lines[0].startswith("student_id,total,max_score,test_importance_weights")
     assert csv_lines[1].startswith("s0,12,12,")
+
+
+def test_the_command_line_grades_an_lms_folder_into_the_named_gradebook(tmp_path_factory, capsys):
+    from rlteach.classroom import main
+
+    course = Course(tmp_path_factory.mktemp("cli"))
+    course.generate(A)
+    exercise, solution = course.notebook("exercises", A), course.notebook("solutions", A)
+    lms = course.root / "downloads"
+    lms.mkdir()
+    nbformat.write(filled(exercise, solution), lms / f"ada_{A}.ipynb")
+    nbformat.write(exercise, lms / "grace_late submission.ipynb")
+    db = course.root / "other.db"
+    out_csv = course.root / "grades.csv"
+    assert main([A, str(lms), "--course", str(course.root), "--db", f"sqlite:///{db}", "--workers", "2",
+                 "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert f"{A}: 2 students graded (max 12 points)" in out and "not graded fully: 0" in out
+    with Gradebook(f"sqlite:///{db}") as gb:
+        assert gb.find_submission(A, "ada").score == 12 and gb.find_submission(A, "grace").score == 0
+    assert out_csv.read_text().splitlines()[1].startswith("ada,12,12,")
+    assert main([A, str(course.root / "nowhere"), "--course", str(course.root)]) == 2
+    assert "no submissions at" in capsys.readouterr().err

@@ -320,8 +320,8 @@ def gaussian_is_experiment(target_mean: float, target_std: float, proposal_mean:
         raise ValueError(f"need n >= 1 and repeats >= 1, got n={n}, repeats={repeats}")
     g = torch.Generator().manual_seed(seed)
     x = proposal_mean + proposal_std * torch.randn((repeats, n), generator=g, dtype=torch.float64)
-    logp_target = _gaussian_logpdf(x, target_mean, target_std)
-    logp_proposal = _gaussian_logpdf(x, proposal_mean, proposal_std)
+    logp_target = gaussian_logpdf(x, target_mean, target_std)
+    logp_proposal = gaussian_logpdf(x, proposal_mean, proposal_std)
     return GaussianISExperiment(
         truth=float(target_mean),
         n=n,
@@ -331,5 +331,9 @@ def gaussian_is_experiment(target_mean: float, target_std: float, proposal_mean:
     )
 
 
-def _gaussian_logpdf(x: Tensor, mean: float, std: float) -> Tensor:
+def gaussian_logpdf(x: Tensor, mean: float, std: float) -> Tensor:
+    r"""Log-density of :math:`\mathcal N(\mu, \sigma^2)` at x, elementwise, shape (...) -> (...).
+
+    .. math:: \log \mathcal N(x; \mu, \sigma^2) = -\tfrac12\big(\tfrac{x-\mu}{\sigma}\big)^2 - \log\sigma - \tfrac12\log 2\pi
+    """
     return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)  # log N(x; μ, σ²)

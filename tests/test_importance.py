@@ -7,14 +7,10 @@ from rlteach import importance as imp
 from tests.conftest import DEVICES
 
 
-def gaussian_logpdf(x, mean, std):
-    return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
-
-
 def draws(gen, shape, target, proposal, device="cpu"):
     """x ~ N(proposal) with log p(x), log q(x)."""
     x = proposal[0] + proposal[1] * torch.randn(shape, generator=gen, dtype=torch.float64)
-    return x.to(device), gaussian_logpdf(x, *target).to(device), gaussian_logpdf(x, *proposal).to(device)
+    return x.to(device), imp.gaussian_logpdf(x, *target).to(device), imp.gaussian_logpdf(x, *proposal).to(device)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -185,6 +181,14 @@ def test_off_policy_pg_loss_has_the_lecture_gradient(gen, device):
         expected -= rho[i] * q_values[i].detach() * grad_logp / 16
     torch.testing.assert_close(logits.grad, expected)
     assert behavior_logits.grad is None and q_values.grad is None
+
+
+def test_gaussian_logpdf_integrates_to_one_and_has_its_mean():
+    x = torch.linspace(-12.0, 14.0, 200_001, dtype=torch.float64)
+    density = imp.gaussian_logpdf(x, 1.0, 2.0).exp()
+    dx = x[1] - x[0]
+    assert (density.sum() * dx).item() == pytest.approx(1.0, abs=1e-9)
+    assert (x * density).sum().mul(dx).item() == pytest.approx(1.0, abs=1e-9)
 
 
 def test_numpy_inputs_are_accepted(rng):

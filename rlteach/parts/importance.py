@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -11,15 +9,11 @@ from rlteach import importance as ref
 from rlteach.grading import Case, Mistake, Part
 
 
-def _gaussian_logpdf(x: Tensor, mean: float, std: float) -> Tensor:
-    return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)
-
-
 def _draws(g: torch.Generator, shape: tuple[int, ...], target: tuple[float, float],
            proposal: tuple[float, float]) -> tuple[Tensor, Tensor, Tensor]:
     """x ~ N(proposal), with log p(x) under N(target) and log q(x) under N(proposal)."""
     x = proposal[0] + proposal[1] * torch.randn(shape, generator=g, dtype=torch.float64)
-    return x, _gaussian_logpdf(x, *target), _gaussian_logpdf(x, *proposal)
+    return x, ref.gaussian_logpdf(x, *target), ref.gaussian_logpdf(x, *proposal)
 
 
 def _f(x: Tensor) -> Tensor:

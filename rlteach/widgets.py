@@ -94,7 +94,7 @@ class ProxExplorer:
 
     function: str = "l1"  # a value of FUNCTION_CHOICES
     set_name: str = "box"  # a value of SET_CHOICES
-    lam: float = 0.5  # λ, in [0.01, 10]
+    lam: float = 1.0  # λ, in [0.01, 10]; a power 10^(0.02 k) so that the log slider shows it exactly
     point: tuple[float, float] = (2.0, 1.0)  # the highlighted v, inside the view
     extent: float = 2.5  # the view is [-extent, extent]²
     num: int = 7  # grid points per side

@@ -56,10 +56,10 @@ EXPLORERS = [
              readouts=("0.00", "0.30")),
     # λ on a log slider (exponent step 0.02, readout .3g): the prox step moves; then f = the indicator
     # (the projection onto the default box), and the set C switched to the ℓ2 ball and the simplex.
-    # The page snaps λ = 0.5 to the exponent grid, log10 λ = -0.30, so it reads 10^-0.30 = 0.501; two
-    # presses make it 10^-0.26, which the page (d3-format, unlike Python, keeps .3g zeros) shows as 0.550.
+    # λ = 1 lies on the exponent grid; two presses make it 10^0.04 = 1.096, which the page (d3-format,
+    # unlike Python, keeps .3g zeros) shows as 1.10.
     Explorer("02_proximal_operators.ipynb", sliders=("λ", "v₁", "v₂"), move="λ", presses=2,
-             readouts=("0.501", "0.550"), dropdowns=("f", "set C"),
+             readouts=("1.00", "1.10"), dropdowns=("f", "set C"),
              choices=(("f", "indicator of the set"), ("set C", "ℓ2 ball"), ("set C", "simplex"))),
 ]
 

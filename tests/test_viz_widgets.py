@@ -1,3 +1,5 @@
+import math
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -29,15 +31,13 @@ def test_experiment_estimates_are_centred_on_the_truth():
 
 
 def test_the_ordinary_estimate_spreads_as_the_proposal_moves_away():
-    """For equal widths, sd of the ordinary estimate is sqrt((e^{Δ²} − 1)/n); check Δ = 0.5 and 1.5."""
-    spreads = []
-    for shift in (0.5, 1.5):
-        result = imp.gaussian_is_experiment(shift, 1.0, 0.0, 1.0, n=400, repeats=2000, seed=2)
-        spreads.append(result.ordinary.std().item())
-    # Var[w x] under q for p = N(Δ,1), q = N(0,1) is e^{Δ²}(1 + 4Δ²) − Δ²
-    for shift, sd in zip((0.5, 1.5), spreads):
-        exact = ((torch.tensor(shift**2).exp() * (1 + 4 * shift**2) - shift**2) / 400).sqrt().item()
-        assert sd == pytest.approx(exact, rel=0.15 if shift < 1 else 0.5)
+    """For f(x) = x, p = N(Δ, 1), q = N(0, 1): Var_q[w x] = e^{Δ²}(1 + 4Δ²) − Δ², so the sd of the
+    n-draw estimate is sqrt(that / n). At Δ = 0.5 the spread over 2000 repeats matches it within
+    10%; at Δ = 1.5 (heavy-tailed weights, exact sd 0.48 against 0.07) it is several times larger."""
+    spreads = [imp.gaussian_is_experiment(shift, 1.0, 0.0, 1.0, n=400, repeats=2000, seed=2).ordinary.std().item()
+               for shift in (0.5, 1.5)]
+    exact = math.sqrt((math.exp(0.25) * 2.0 - 0.25) / 400)
+    assert spreads[0] == pytest.approx(exact, rel=0.1)
     assert spreads[1] > 4 * spreads[0]
 
 

@@ -47,7 +47,7 @@ def test_environment_yml_lists_the_same_dependencies_at_the_same_versions():
     for entry in pip_section:
         if entry.startswith("-e"):
             continue
-        name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)==(\S+)", entry).groups()
+        name, _extras, version = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]+\])?==(\S+)", entry).groups()
         listed[canonicalize_name(name)] = version
     assert "-e ." in pip_section
     assert set(listed) == set(pyproject_requirements())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 import tempfile
 import time
@@ -46,12 +47,16 @@ def main() -> None:
                 course.submit(f"student{i:03d}", args.assignment, variants[i % len(variants)])
             start = time.perf_counter()
             results = grade_class(course.root, args.assignment, workers=n_workers, progress=False)
-            runs[label] = (n_workers, time.perf_counter() - start, [(r.student, r.scores) for r in results])
+            seconds = time.perf_counter() - start
+            with sqlite3.connect(course.root / "grading" / "gradebook.db") as db:
+                rows = db.execute("SELECT count(*), count(DISTINCT student_id) FROM submitted_assignment").fetchone()
+                grades = db.execute("SELECT count(*) FROM grade").fetchone()[0]
+            runs[label] = (n_workers, seconds, [(r.student, r.scores) for r in results], (*rows, grades))
     print(f"machine: {machine()}\n")
     print(f"{args.students} submissions of {args.assignment}")
-    print(f"{'run':<12} {'workers':>7} {'seconds':>8} {'s/submission':>13}")
-    for label, (n, seconds, _) in runs.items():
-        print(f"{label:<12} {n:>7} {seconds:8.1f} {seconds / args.students:13.2f}")
+    print(f"{'run':<12} {'workers':>7} {'seconds':>8} {'s/submission':>13} {'submissions':>12} {'students':>9} {'grade rows':>11}")
+    for label, (n, seconds, _, (subs, students, grades)) in runs.items():
+        print(f"{label:<12} {n:>7} {seconds:8.1f} {seconds / args.students:13.2f} {subs:>12} {students:>9} {grades:>11}")
     speedup = runs["sequential"][1] / runs["parallel"][1]
     same = runs["sequential"][2] == runs["parallel"][2]
     print(f"\nspeed-up {speedup:.2f}x; identical scores: {same}")

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -49,10 +50,16 @@ def _grade_id(cell: NotebookNode) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
 
 
+def _message_lines(ename: str, evalue: str) -> list[str]:
+    """``ename: evalue`` wrapped at 100 columns: a traceback without code frames."""
+    lines = f"{ename}: {evalue}".splitlines() or [ename]
+    return [part for line in lines for part in (textwrap.wrap(line, 100, subsequent_indent="    ") or [""])]
+
+
 def error_output(ename: str, evalue: str) -> NotebookNode:
-    """An error output with a one-line traceback (no code frames)."""
+    """An error output whose traceback is only the wrapped message (no code frames)."""
     return nbformat.from_dict({"output_type": "error", "ename": ename, "evalue": evalue,
-                               "traceback": [f"{ename}: {evalue}"]})
+                               "traceback": _message_lines(ename, evalue)})
 
 
 def expected_checks(source: str) -> list[tuple[str, int, bool]] | None:
@@ -238,7 +245,7 @@ class GuardedExecute(Execute):
         """Replace the grade cell's verdict by the grader's own judgement of its outcomes."""
         for output in cell.outputs:
             if output.get("output_type") == "error":
-                output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+                output["traceback"] = _message_lines(output.get("ename", ""), output.get("evalue", ""))
         expected = expected_checks(cell.source)
         if not expected:
             return
@@ -285,5 +292,5 @@ class HideHiddenTests(NbGraderPreprocessor):
             cell.source = HIDDEN.sub(summary, cell.source)
             for output in cell.get("outputs", []):
                 if output.get("output_type") == "error":
-                    output["traceback"] = [f"{output.get('ename')}: {output.get('evalue')}"]
+                    output["traceback"] = _message_lines(output.get("ename", ""), output.get("evalue", ""))
         return cell, resources

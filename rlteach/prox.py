@@ -726,6 +726,7 @@ def alternating_projections(
     *,
     max_iter: int = 1000,
     tol: float = 1e-12,
+    callback: Callable[[Any], None] | None = None,
 ) -> tuple[ArrayT, IterInfo]:
     r"""A point of :math:`C_1 \cap \dots \cap C_m` by cyclic projections (von Neumann, POCS).
 
@@ -746,6 +747,10 @@ def alternating_projections(
     tol : float
         Stop when a sweep moves no entry by more than ``tol``.
 
+    callback : callable, optional
+        Called with every new iterate, after each projection (to watch the
+        algorithm, e.g. ``callback=points.append``).
+
     Returns
     -------
     x : array or Tensor, shape (..., n)
@@ -761,6 +766,8 @@ def alternating_projections(
         previous = x
         for project in projections:
             x = project(x)  # x ← Π_{C_i}(x)
+            if callback is not None:
+                callback(x)
         residual = _max_abs(x - previous)
         if residual <= tol:
             return x, IterInfo(sweep, True, residual)
@@ -773,6 +780,7 @@ def dykstra(
     *,
     max_iter: int = 1000,
     tol: float = 1e-12,
+    callback: Callable[[Any], None] | None = None,
 ) -> tuple[ArrayT, IterInfo]:
     r"""The projection of v onto :math:`C_1 \cap \dots \cap C_m`, by Dykstra's algorithm.
 
@@ -799,6 +807,10 @@ def dykstra(
         :math:`\max_i \|p_i^{k+1} - p_i^k\|_\infty \le \mathrm{tol}` (which bounds the
         change of x too; Birgin & Raydan 2005 on why x alone can stall early).
 
+    callback : callable, optional
+        Called with every new iterate, after each projection (to watch the
+        algorithm, e.g. ``callback=points.append``).
+
     Returns
     -------
     x : array or Tensor, shape (..., n)
@@ -819,6 +831,8 @@ def dykstra(
             residual = max(residual, _max_abs(new_correction - corrections[i]))
             corrections[i] = new_correction
             x = y
+            if callback is not None:
+                callback(x)
         if residual <= tol:
             return x, IterInfo(sweep, True, residual)
     return x, IterInfo(int(max_iter), False, residual)
@@ -834,6 +848,7 @@ def proximal_point(
     *,
     max_iter: int = 1000,
     tol: float = 1e-10,
+    callback: Callable[[Any], None] | None = None,
 ) -> tuple[ArrayT, IterInfo]:
     r"""Proximal point algorithm: minimise a convex f by repeating its proximal step.
 
@@ -854,6 +869,10 @@ def proximal_point(
     tol : float
         Stop when :math:`\|x_{k+1} - x_k\|_\infty \le \mathrm{tol}`.
 
+    callback : callable, optional
+        Called with every new iterate (to watch the algorithm, e.g.
+        ``callback=points.append``).
+
     Returns
     -------
     x : array or Tensor, shape (..., n)
@@ -868,6 +887,8 @@ def proximal_point(
         x_next = prox_f(x, lam)  # x_{k+1} = prox_{λf}(x_k)
         residual = _max_abs(x_next - x)
         x = x_next
+        if callback is not None:
+            callback(x)
         if residual <= tol:
             return x, IterInfo(k, True, residual)
     return x, IterInfo(int(max_iter), False, residual)
@@ -881,6 +902,7 @@ def ista(
     *,
     max_iter: int = 10_000,
     tol: float = 1e-10,
+    callback: Callable[[Any], None] | None = None,
 ) -> tuple[ArrayT, IterInfo]:
     r"""Proximal gradient method (ISTA when g is an ℓ1 penalty) for :math:`\min_x f(x) + g(x)`.
 
@@ -906,6 +928,10 @@ def ista(
         Stop when :math:`\|x_{k+1} - x_k\|_\infty \le \mathrm{tol}` (t times the
         gradient mapping at :math:`x_k`, which is 0 exactly at a minimiser).
 
+    callback : callable, optional
+        Called with every new iterate (to watch the algorithm, e.g.
+        ``callback=points.append``).
+
     Returns
     -------
     x : array or Tensor, shape (..., n)
@@ -920,6 +946,8 @@ def ista(
         x_next = prox_g(x - step * grad_f(x), step)  # prox_{tg}(x − t∇f(x))
         residual = _max_abs(x_next - x)
         x = x_next
+        if callback is not None:
+            callback(x)
         if residual <= tol:
             return x, IterInfo(k, True, residual)
     return x, IterInfo(int(max_iter), False, residual)
@@ -933,6 +961,7 @@ def fista(
     *,
     max_iter: int = 10_000,
     tol: float = 1e-10,
+    callback: Callable[[Any], None] | None = None,
 ) -> tuple[ArrayT, IterInfo]:
     r"""FISTA: accelerated proximal gradient for :math:`\min_x f(x) + g(x)` (Beck & Teboulle 2009).
 
@@ -955,6 +984,10 @@ def fista(
         mapping at the extrapolated point, the same quantity :func:`ista` measures at
         its iterate, so the two iteration counts compare.
 
+    callback : callable, optional
+        Called with every new iterate (to watch the algorithm, e.g.
+        ``callback=points.append``).
+
     Returns
     -------
     x : array or Tensor, shape (..., n)
@@ -974,6 +1007,8 @@ def fista(
         s_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * s * s))  # s_{k+1} = (1 + √(1 + 4s_k²))/2
         y = x_next + ((s - 1.0) / s_next) * (x_next - x)  # y_{k+1} = x_k + (s_k − 1)/s_{k+1} (x_k − x_{k−1})
         x, s = x_next, s_next
+        if callback is not None:
+            callback(x)
         if residual <= tol:
             return x, IterInfo(k, True, residual)
     return x, IterInfo(int(max_iter), False, residual)

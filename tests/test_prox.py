@@ -692,3 +692,36 @@ def test_box_accepts_infinite_bounds():
     """±inf bounds leave a side open (they are not NaN and not an empty box)."""
     out = P.project_box(np.array([-5.0, 5.0]), lower=[-np.inf, 0.0], upper=[0.0, np.inf])
     np.testing.assert_array_equal(out, [-5.0, 5.0])
+
+
+def test_callbacks_see_every_iterate_and_the_last_is_returned():
+    """ISTA/FISTA/proximal point call back once per iteration; the projection algorithms once
+    per projection; the last point seen is the point returned."""
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(12, 5))
+    b = rng.normal(size=12)
+    step = 1.0 / np.linalg.norm(A, 2) ** 2
+
+    def grad_f(x):
+        return A.T @ (A @ x - b)
+
+    def prox_g(z, t):
+        return P.prox_l1(z, 0.3 * t)
+
+    for solver in (P.ista, P.fista):
+        seen = []
+        x, info = solver(grad_f, prox_g, np.zeros(5), step, max_iter=50, tol=0.0, callback=seen.append)
+        assert len(seen) == info.iterations == 50
+        np.testing.assert_array_equal(seen[-1], x)
+    seen = []
+    x, info = P.proximal_point(lambda v, lam: P.prox_l1(v, lam), np.array([3.0, -2.0]), 0.5,
+                                  callback=seen.append)
+    assert len(seen) == info.iterations and info.converged
+    np.testing.assert_array_equal(seen[-1], x)
+    box = lambda v: P.project_box(v, 0.0, 2.0)  # noqa: E731
+    half = lambda v: P.project_halfspace(v, np.array([1.0, 1.0]), 2.0)  # noqa: E731
+    for algorithm in (P.alternating_projections, P.dykstra):
+        seen = []
+        x, info = algorithm([box, half], np.array([3.5, 1.0]), callback=seen.append)
+        assert len(seen) == 2 * info.iterations
+        np.testing.assert_array_equal(seen[-1], x)

@@ -62,6 +62,14 @@ def error_output(ename: str, evalue: str) -> NotebookNode:
                                "traceback": _message_lines(ename, evalue)})
 
 
+def strip_tracebacks(cell: NotebookNode) -> None:
+    """Reduce every error output of ``cell`` to its wrapped message: code frames of a grade
+    cell would quote its hidden tests."""
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "error":
+            output["traceback"] = _message_lines(output.get("ename", ""), output.get("evalue", ""))
+
+
 def expected_checks(source: str) -> list[tuple[str, int, bool]] | None:
     """The ``check(fn, part, seed=..., edge=...)`` calls of a grade cell, in source order.
 
@@ -98,17 +106,17 @@ class RebuildFromRelease(NbGraderPreprocessor):
         if not path.is_file():
             raise FileNotFoundError(f"released notebook {path} is missing: run nbgrader generate_assignment first")
         release = nbformat.read(path, as_version=4)
-        kinds = {_grade_id(c): c for c in release.cells if _grade_id(c)}
+        released = {_grade_id(c): c for c in release.cells if _grade_id(c)}
         answers: dict[str, str] = {}
         extras: dict[str | None, list[NotebookNode]] = defaultdict(list)
         seen: set[str] = set()
         anchor = None
         for cell in nb.cells:
             grade_id = _grade_id(cell)
-            if grade_id in kinds and grade_id not in seen and cell.cell_type == kinds[grade_id].cell_type:
+            if grade_id in released and grade_id not in seen and cell.cell_type == released[grade_id].cell_type:
                 seen.add(grade_id)
                 anchor = grade_id
-                if is_solution(kinds[grade_id]):
+                if is_solution(released[grade_id]):
                     answers[grade_id] = cell.source
                 continue
             extra = nbformat.from_dict({"cell_type": cell.cell_type, "source": cell.source, "metadata": {}})
@@ -243,42 +251,45 @@ class GuardedExecute(Execute):
 
     def _verify(self, cell: NotebookNode, label: str, records: list[str]) -> None:
         """Replace the grade cell's verdict by the grader's own judgement of its outcomes."""
-        for output in cell.outputs:
-            if output.get("output_type") == "error":
-                output["traceback"] = _message_lines(output.get("ename", ""), output.get("evalue", ""))
+        strip_tracebacks(cell)
         expected = expected_checks(cell.source)
         if not expected:
             return
-        problem = None
-        try:
-            loaded = [load_outcomes(path) for path in records]
-        except Exception:
-            loaded, problem = [], "the saved check results were unreadable (the checker was tampered with)"
-        if problem is None and [(p, s, e) for p, s, e, _ in loaded] != expected[:len(loaded)]:
-            problem = "the checks that ran are not the ones this cell makes (the checker was tampered with)"
-        if problem is None:
-            device = default_device()
-            for part, seed, edge, outcomes in loaded:
-                spec = get_part(part)
-                cases = cases_on(spec, seed, edge, device)
-                if len(outcomes) != len(cases):
-                    problem = f"{part}(): the checker reported {len(outcomes)} of {len(cases)} cases (tampered)"
-                else:
-                    problem = verdict(spec, cases, outcomes)
-                if problem:
-                    break
-        if problem is None and len(loaded) < len(expected):
-            errors = [o for o in cell.outputs if o.get("output_type") == "error" and o.get("ename") != "CheckFailed"]
-            problem = (f"{errors[0]['ename']}: {errors[0]['evalue']}" if errors else
-                       f"{len(expected) - len(loaded)} of {len(expected)} checks in this cell did not run "
-                       "(the checker was replaced or disabled)")
+        problem, tampered = self._judge(cell, expected, records)
         kept = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
                 and not (o.get("output_type") == "error" and o.get("ename") in ("CheckFailed", "AssertionError"))]
         if problem:
             kept = [o for o in kept if o.get("output_type") != "error"] + [error_output("CheckFailed", problem)]
-            if "tamper" in problem or "did not run" in problem:
+            if tampered:
                 self._incidents.append(f"cell {label}: {problem.splitlines()[0]}")
         cell.outputs = kept
+
+    @staticmethod
+    def _judge(cell: NotebookNode, expected: list[tuple[str, int, bool]], records: list[str]) -> tuple[str | None, bool]:
+        """``(problem, tampered)``: the first wrong outcome of the cell's checks, or why their
+        records cannot be trusted (``tampered``), or ``(None, False)`` when all are right."""
+        try:
+            loaded = [load_outcomes(path) for path in records]
+        except Exception:
+            return "the saved check results were unreadable (the checker was tampered with)", True
+        if [(p, s, e) for p, s, e, _ in loaded] != expected[:len(loaded)]:
+            return "the checks that ran are not the ones this cell makes (the checker was tampered with)", True
+        device = default_device()
+        for part, seed, edge, outcomes in loaded:
+            spec = get_part(part)
+            cases = cases_on(spec, seed, edge, device)
+            if len(outcomes) != len(cases):
+                return f"{part}(): the checker reported {len(outcomes)} of {len(cases)} cases (tampered)", True
+            problem = verdict(spec, cases, outcomes)
+            if problem:
+                return problem, False
+        if len(loaded) < len(expected):
+            errors = [o for o in cell.outputs if o.get("output_type") == "error" and o.get("ename") != "CheckFailed"]
+            if errors:
+                return f"{errors[0]['ename']}: {errors[0]['evalue']}", False
+            return (f"{len(expected) - len(loaded)} of {len(expected)} checks in this cell did not run "
+                    "(the checker was replaced or disabled)"), True
+        return None, False
 
 
 class HideHiddenTests(NbGraderPreprocessor):
@@ -290,7 +301,5 @@ class HideHiddenTests(NbGraderPreprocessor):
                 count = len(expected_checks(match.group(0)) or [])
                 return f"# {count} hidden check{'s' if count != 1 else ''} ran here; the message below says how they went"
             cell.source = HIDDEN.sub(summary, cell.source)
-            for output in cell.get("outputs", []):
-                if output.get("output_type") == "error":
-                    output["traceback"] = _message_lines(output.get("ename", ""), output.get("evalue", ""))
+            strip_tracebacks(cell)
         return cell, resources

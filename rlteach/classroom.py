@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import nbformat
 from tqdm import tqdm
 
 CONFIG = "nbgrader_config.py"
@@ -69,19 +70,20 @@ def _ok(result: dict, what: str) -> None:
         raise RuntimeError(f"{what} failed:\n{result.get('error') or result.get('log')}")
 
 
-def collect(source: Path, submitted: Path, assignment: str, notebook_names: list[str],
+def collect(source: Path, submitted: Path, assignment: str, notebook_names: list[str], scratch: Path,
             name_pattern: str = DEFAULT_NAME_PATTERN) -> list[str]:
     """Copy submissions from ``source`` into nbgrader's ``submitted`` folder; return the students.
 
     ``source`` is nbgrader's layout (``<student>/<assignment>/...``), or a zip or folder of
     notebooks whose file names start with the student id (``name_pattern``'s
     ``student_id`` group; e.g. ``alice_01_importance_sampling.ipynb``). An assignment with
-    one notebook takes each student's notebook under that notebook's name.
+    one notebook takes each student's notebook under that notebook's name. A zip is
+    unpacked into ``scratch``.
     """
     if source.resolve() == submitted.resolve():
         return sorted(p.name for p in submitted.iterdir() if p.is_dir() and (p / assignment).is_dir())
     if source.is_file() and zipfile.is_zipfile(source):
-        unpacked = Path(tempfile.mkdtemp(prefix="rlteach-lms-"))
+        unpacked = Path(tempfile.mkdtemp(prefix="lms-", dir=scratch))
         with zipfile.ZipFile(source) as archive:
             for member in archive.infolist():
                 target = (unpacked / member.filename).resolve()
@@ -123,9 +125,11 @@ def prepare_template(root: Path, assignment: str, workdir: Path) -> Path:
     return template
 
 
-def grade_one(template: str, assignment: str, student: str, submission: str) -> tuple[Result, str]:
-    """Autograde one submission in a private copy of ``template``; returns its result and
-    the folder that holds its autograded notebook and feedback."""
+def grade_one(template: str, assignment: str, student: str, submission: str,
+              notebooks: list[str], max_scores: dict[str, float]) -> tuple[Result, str]:
+    """Autograde one submission in a private copy of ``template``; returns its result (points
+    per grade cell of ``max_scores``, zero where not earned) and the folder that holds its
+    autograded notebook and feedback."""
     from nbgrader.api import Gradebook
 
     work = Path(tempfile.mkdtemp(prefix=f"rlteach-grade-{student}-"))
@@ -137,46 +141,39 @@ def grade_one(template: str, assignment: str, student: str, submission: str) -> 
     shutil.copy(template_path / "grading" / "gradebook.db", work / "grading" / "gradebook.db")
     target = work / "grading" / "submitted" / student / assignment
     shutil.copytree(submission, target)
-    result = Result(student)
-    api = _api(work)
-    with Gradebook(api.coursedir.db_url) as gb:
-        expected = [nb.name for nb in gb.find_assignment(assignment).notebooks]
-        max_scores = {cell.name: cell.max_score for nb in gb.find_assignment(assignment).notebooks for cell in nb.grade_cells}
-    present = [name for name in expected if (target / f"{name}.ipynb").is_file()]
-    if not present:
+    result = Result(student, {name: 0.0 for name in max_scores})
+    submitted = [name for name in notebooks if (target / f"{name}.ipynb").is_file()]
+    if not submitted:
         result.problems.append("no notebook submitted" if not any(target.iterdir()) else
-                               f"none of the expected notebooks ({', '.join(expected)}) was submitted")
-        result.scores = {name: 0.0 for name in max_scores}
+                               f"none of the expected notebooks ({', '.join(notebooks)}) was submitted")
         return result, str(work)
-    import nbformat
-
-    for name in list(present):
+    result.problems.extend(f"notebook {name}.ipynb missing" for name in notebooks if name not in submitted)
+    readable = []
+    for name in submitted:
         try:
             nbformat.read(target / f"{name}.ipynb", as_version=4)
+            readable.append(name)
         except Exception as err:
-            present.remove(name)
             (target / f"{name}.ipynb").unlink()
             result.problems.append(f"{name}.ipynb is not a readable notebook ({type(err).__name__}: {str(err)[:120]})")
-    if not present:
-        result.scores = {name: 0.0 for name in max_scores}
+    if not readable:
         return result, str(work)
+    api = _api(work)
     graded = api.autograde(assignment, student, force=True, create=True)
     if not graded.get("success"):
         result.problems.append(_first_error(graded))
     try:
         with Gradebook(api.coursedir.db_url) as gb:
-            submission_row = gb.find_submission(assignment, student)
-            result.scores = {grade.cell.name: float(grade.score or 0.0) for nb in submission_row.notebooks for grade in nb.grades}
+            for nb in gb.find_submission(assignment, student).notebooks:
+                for grade in nb.grades:
+                    result.scores[grade.cell.name] = float(grade.score or 0.0)
     except Exception as err:  # nbgrader could not even record the submission
         result.problems.append(f"no grades recorded ({type(err).__name__}: {err})")
-    result.scores = {name: result.scores.get(name, 0.0) for name in max_scores}
-    for name in present:
+    for name in readable:
         path = work / "grading" / "autograded" / student / assignment / f"{name}.ipynb"
         if path.is_file():
             incidents = nbformat.read(path, as_version=4).metadata.get("rlteach", {}).get("incidents", [])
             result.problems.extend(f"{name}: {incident}" for incident in incidents)
-    missing = sorted(set(expected) - {p.stem for p in target.glob("*.ipynb")})
-    result.problems.extend(f"notebook {name}.ipynb missing" for name in missing if not any(name in p for p in result.problems))
     if graded.get("success"):
         feedback = api.generate_feedback(assignment, student, force=True)
         if not feedback.get("success"):
@@ -209,7 +206,9 @@ def record(db_url: str, assignment: str, result: Result) -> None:
         gb.db.commit()
 
 
-def write_csv(path: Path, results: list[Result], parts: list[str], max_scores: dict[str, float]) -> None:
+def write_csv(path: Path, results: list[Result], max_scores: dict[str, float]) -> None:
+    """One row per student: total, maximum, points per grade cell, problems."""
+    parts = list(max_scores)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["student_id", "total", "max_score", *parts, "problems"])
@@ -243,13 +242,13 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
             notebooks = gb.find_assignment(assignment).notebooks
             names = [nb.name for nb in notebooks]
             max_scores = {cell.name: cell.max_score for nb in notebooks for cell in nb.grade_cells}
-        students = collect(submissions or submitted, submitted, assignment, names, name_pattern)
+        students = collect(submissions or submitted, submitted, assignment, names, workdir, name_pattern)
         results: list[Result] = []
         workers = max(1, workers or os.cpu_count() or 1)
         context = get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = {pool.submit(grade_one, str(template), assignment, s, str(submitted / s / assignment)): s
-                       for s in students}
+            futures = {pool.submit(grade_one, str(template), assignment, s, str(submitted / s / assignment),
+                                   names, max_scores): s for s in students}
             for future in tqdm(as_completed(futures), total=len(futures), desc=f"grading {assignment}",
                                unit="submission", disable=not progress, file=sys.stderr):
                 student = futures[future]
@@ -267,9 +266,8 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
                     shutil.rmtree(work, ignore_errors=True)
                 record(coursedir.db_url, assignment, result)
                 results.append(result)
-        parts = list(max_scores)
         csv_path = csv_path or submitted.parent / f"grades-{assignment}.csv"
-        write_csv(csv_path, results, parts, max_scores)
+        write_csv(csv_path, results, max_scores)
         if progress:
             print(summary(assignment, results, max_scores, csv_path, coursedir.db_url))
         return sorted(results, key=lambda r: r.student)

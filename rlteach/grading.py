@@ -11,7 +11,9 @@ single samples, empty batches, ...), on the device ``RLTEACH_DEVICE`` names, and
 them within the part's stated tolerance. On a mismatch it raises :class:`CheckFailed`
 with what is wrong (type, shape, dtype, device, the worst index and both values) and,
 where the answer matches a known mistake, which one. The message never shows the code of
-the test that produced it.
+the test that produced it. Under the autograder each call also saves its outcomes
+(``RLTEACH_GRADING_DUMP``), which :mod:`rlteach.autograde` judges again outside the
+student's kernel.
 """
 
 from __future__ import annotations
@@ -96,25 +98,24 @@ def get_part(name: str) -> Part:
     return PARTS[name]
 
 
-def to_device(value: Any, device: torch.device) -> Any:
-    """``value`` with every tensor in it (also inside tuples, lists, dicts) moved to ``device``."""
+def _map_tensors(value: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``value`` with ``fn`` applied to every tensor in it (also inside tuples, lists, dicts)."""
     if isinstance(value, Tensor):
-        return value.to(device)
+        return fn(value)
     if isinstance(value, (tuple, list)):
-        return type(value)(to_device(v, device) for v in value)
+        return type(value)(_map_tensors(v, fn) for v in value)
     if isinstance(value, Mapping):
-        return {k: to_device(v, device) for k, v in value.items()}
+        return {k: _map_tensors(v, fn) for k, v in value.items()}
     return value
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """``value`` with every tensor in it moved to ``device``."""
+    return _map_tensors(value, lambda t: t.to(device))
 
 
 def _clone(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.detach().clone()
-    if isinstance(value, (tuple, list)):
-        return type(value)(_clone(v) for v in value)
-    if isinstance(value, Mapping):
-        return {k: _clone(v) for k, v in value.items()}
-    return value
+    return _map_tensors(value, lambda t: t.detach().clone())
 
 
 def _index(flat: int, shape: torch.Size) -> tuple[int, ...]:
@@ -189,18 +190,18 @@ def _first_change(before: Any, after: Any) -> int | None:
 
 
 @contextlib.contextmanager
-def _captured() -> Iterator[tuple[io.StringIO, list]]:
-    """Capture the student's prints and warnings; nothing reaches stderr (nbgrader reads
-    any stderr output in a grade cell as a failure)."""
+def _captured() -> Iterator[io.StringIO]:
+    """Capture the student's prints; swallow warnings and stderr (nbgrader reads any stderr
+    output in a grade cell as a failure)."""
     out = io.StringIO()
     sys.stderr.flush()
     saved_fd = os.dup(2)
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True) as caught, \
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings(record=True), \
             contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("always")
         os.dup2(sink.fileno(), 2)
         try:
-            yield out, caught
+            yield out
         finally:
             os.dup2(saved_fd, 2)
             os.close(saved_fd)
@@ -213,12 +214,12 @@ def _refused_message(part: str, names: Sequence[str]) -> str:
 
 
 def _known_mistake(part: Part, got: Any, want: Any, case: Case) -> str | None:
+    rtol, atol = part.tolerance(want)
     for mistake in part.mistakes:
         try:
             wrong = mistake.fn(*case.args, **case.kwargs)
         except Exception:
             continue
-        rtol, atol = part.tolerance(want)
         if compare(wrong, want, rtol, atol) is not None and compare(got, wrong, rtol, atol) is None:
             return mistake.hint
     return None
@@ -239,7 +240,7 @@ def attempt(fn: Callable[..., Any], case: Case) -> Outcome:
     its prints, warnings and stderr captured (at most ``STDOUT_LIMIT`` characters are echoed)."""
     args, kwargs = _clone(case.args), _clone(case.kwargs)
     got, error = None, None
-    with _captured() as (out, _warnings), sealed() as refused:
+    with _captured() as out, sealed() as refused:
         try:
             got = fn(*args, **kwargs)
         except SealedReferenceError:
@@ -271,11 +272,6 @@ def judge(part: Part, case: Case, outcome: Outcome) -> str | None:
         if hint:
             problem += f"\n  This looks like a known mistake: {hint}"
     return problem
-
-
-def run_case(fn: Callable[..., Any], part: Part, case: Case) -> str | None:
-    """``None`` when ``fn`` matches ``part.reference`` on ``case``, else what is wrong."""
-    return judge(part, case, attempt(fn, case))
 
 
 def cases_on(spec: Part, seed: int, edge: bool, device: torch.device) -> list[Case]:

@@ -194,3 +194,11 @@ def test_gaussian_logpdf_integrates_to_one_and_has_its_mean():
 def test_numpy_inputs_are_accepted(rng):
     lp, lq = rng.normal(size=10), rng.normal(size=10)
     torch.testing.assert_close(imp.importance_weights(lp, lq), torch.as_tensor(lp - lq).exp())
+
+
+def test_self_normalized_weights_sum_to_one_and_are_w_over_its_sum(gen):
+    _, lp, lq = draws(gen, (3, 20), (0.5, 1.0), (0.0, 1.0))
+    normalized = imp.self_normalized_weights(lp - 1000.0, lq)
+    torch.testing.assert_close(normalized.sum(-1), torch.ones(3, dtype=torch.float64))
+    w = imp.importance_weights(lp, lq)
+    torch.testing.assert_close(normalized, w / w.sum(-1, keepdim=True))

@@ -18,7 +18,6 @@ import torch
 from torch import Tensor
 
 from rlteach._validate import as_tensor, finite_above, no_nan, non_empty, same_shape
-from rlteach.seal import graded_reference
 
 ZERO_PROPOSAL = "the proposal gives this sample zero probability, so it could not have been drawn from it"
 
@@ -43,7 +42,6 @@ def _samples(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor) -> tuple[Te
     return fx, logp_target - logp_proposal
 
 
-@graded_reference
 def log_importance_weights(logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     r"""Log importance weights :math:`\log w_i = \log p(x_i) - \log q(x_i)`.
 
@@ -66,7 +64,6 @@ def log_importance_weights(logp_target: Tensor, logp_proposal: Tensor) -> Tensor
     return logp_target - logp_proposal  # log p − log q
 
 
-@graded_reference
 def importance_weights(logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     r"""Importance weights :math:`w_i = p(x_i)/q(x_i) = \exp(\log p(x_i) - \log q(x_i))`.
 
@@ -108,7 +105,6 @@ def importance_weights_from_probs(p_target: Tensor, p_proposal: Tensor) -> Tenso
     return p_target / p_proposal  # w = p / q
 
 
-@graded_reference
 def ordinary_is(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     r"""Ordinary importance-sampling estimate of :math:`\mathbb E_p[f]` from draws of q.
 
@@ -131,7 +127,6 @@ def ordinary_is(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor) -> Tenso
     return (log_w.exp() * fx).mean(dim=-1)  # (1/n) Σ w_i f(x_i)
 
 
-@graded_reference
 def self_normalized_weights(logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     r"""Weights normalized to sum to one: :math:`\tilde w_i = w_i / \sum_j w_j`.
 
@@ -143,15 +138,16 @@ def self_normalized_weights(logp_target: Tensor, logp_proposal: Tensor) -> Tenso
     return torch.softmax(logp_target - logp_proposal, dim=-1)  # w_i / Σ_j w_j
 
 
-@graded_reference
 def weighted_is(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     r"""Weighted (self-normalized) importance-sampling estimate of :math:`\mathbb E_p[f]`.
 
     .. math:: \hat\mu_{\mathrm{WIS}} = \frac{\sum_i w_i f(x_i)}{\sum_i w_i}
 
     Biased for finite n (with n = 1 it returns f(x_1) whatever the weights) but
-    consistent, and it needs p and q only up to normalizing constants. Its variance is
-    usually far below the ordinary estimate's.
+    consistent, and it needs p and q only up to normalizing constants. To first order
+    in 1/n its bias is :math:`-\mathbb E_q[w^2 (f - \mu)]/n` (see
+    :func:`gaussian_is_theory`); its spread is usually below the ordinary estimate's, but
+    when q misses much of p's mass the bias, not the spread, dominates its error.
 
     Parameters
     ----------
@@ -166,7 +162,6 @@ def weighted_is(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor) -> Tenso
     return (torch.softmax(log_w, dim=-1) * fx).sum(dim=-1)  # Σ w̃_i f(x_i)
 
 
-@graded_reference
 def effective_sample_size(logp_target: Tensor, logp_proposal: Tensor) -> Tensor:
     r"""Kish's effective sample size of the importance weights.
 
@@ -233,16 +228,20 @@ def trajectory_is(rewards: Tensor, logp: Tensor, logp_behavior: Tensor, gamma: f
     return log_rho[-1].exp() * (discounts * rewards).sum(dim=0)  # ρ_{0:T-1} Σ γ^t r_t
 
 
-@graded_reference
 def per_decision_is(rewards: Tensor, logp: Tensor, logp_behavior: Tensor, gamma: float) -> Tensor:
     r"""Per-decision importance-sampling estimate of each trajectory's return under π.
 
     .. math:: \hat G = \sum_{t=0}^{T-1} \gamma^t \rho_{0:t}\, r_t
 
     A reward r_t depends only on the actions up to t, so it is weighted by the ratios
-    up to t and not by the later ones: still unbiased, lower variance than
-    :func:`trajectory_is`. Precup, Sutton & Singh 2000, "Eligibility Traces for
-    Off-Policy Policy Evaluation".
+    up to t and not by the later ones: still unbiased, and *usually* of lower variance
+    than :func:`trajectory_is` (when rewards are positive and loosely related across
+    steps), but not always: where later rewards cancel earlier ones (a deposit paid at
+    t = 0 and refunded at T − 1), the trajectory ratio weights their sum, which cancels,
+    while the per-decision ratios weight each term apart, and its variance can be
+    several times larger. Precup, Sutton & Singh 2000, "Eligibility Traces for
+    Off-Policy Policy Evaluation"; Liu, Bacon & Brunskill 2020, "Understanding the Curse
+    of Horizon in Off-Policy Evaluation via Conditional Importance Sampling".
 
     Parameters
     ----------
@@ -257,7 +256,6 @@ def per_decision_is(rewards: Tensor, logp: Tensor, logp_behavior: Tensor, gamma:
     return (discounts * log_rho.exp() * rewards).sum(dim=0)  # Σ_t γ^t ρ_{0:t} r_t
 
 
-@graded_reference
 def off_policy_pg_loss(logp: Tensor, logp_behavior: Tensor, q_values: Tensor) -> Tensor:
     r"""Surrogate loss whose gradient is the off-policy policy gradient of the lecture.
 
@@ -303,6 +301,7 @@ class GaussianISExperiment(NamedTuple):
     ordinary: Tensor  # (repeats,) ordinary IS estimates
     weighted: Tensor  # (repeats,) weighted IS estimates
     ess: Tensor  # (repeats,) effective sample size of each batch of n draws
+    largest_draw: Tensor  # (repeats,) the largest of each batch's n draws (how far into q's tail it reached)
 
 
 def gaussian_is_experiment(target_mean: float, target_std: float, proposal_mean: float, proposal_std: float,
@@ -328,6 +327,7 @@ def gaussian_is_experiment(target_mean: float, target_std: float, proposal_mean:
         ordinary=ordinary_is(x, logp_target, logp_proposal),
         weighted=weighted_is(x, logp_target, logp_proposal),
         ess=effective_sample_size(logp_target, logp_proposal),
+        largest_draw=x.amax(dim=-1),
     )
 
 
@@ -337,3 +337,443 @@ def gaussian_logpdf(x: Tensor, mean: float, std: float) -> Tensor:
     .. math:: \log \mathcal N(x; \mu, \sigma^2) = -\tfrac12\big(\tfrac{x-\mu}{\sigma}\big)^2 - \log\sigma - \tfrac12\log 2\pi
     """
     return -0.5 * ((x - mean) / std) ** 2 - math.log(std) - 0.5 * math.log(2 * math.pi)  # log N(x; μ, σ²)
+
+
+# ------------------------------------------------------------------ Gaussian p and q: theory
+
+
+class WeightMoments(NamedTuple):
+    """Moments of the squared weight under q, for Gaussian p and q (see :func:`gaussian_weight_moments`)."""
+
+    w2: float  # E_q[w² 1{x ≤ upper}]
+    w2x: float  # E_q[w² x 1{x ≤ upper}]
+    w2x2: float  # E_q[w² x² 1{x ≤ upper}]
+
+
+def _std_normal_cdf(z: float) -> float:
+    return 0.5 * math.erfc(-z / math.sqrt(2.0))  # Φ(z), accurate in both tails
+
+
+def _check_stds(*stds: float) -> None:
+    for std in stds:
+        if not (math.isfinite(std) and std > 0):
+            raise ValueError(f"standard deviations must be positive and finite, got {std}")
+
+
+def gaussian_weight_moments(target_mean: float, target_std: float, proposal_mean: float, proposal_std: float,
+                            upper: float = math.inf) -> WeightMoments:
+    r"""Exact moments of the squared importance weight for p = N(μ_p, σ_p²) and q = N(μ_q, σ_q²).
+
+    :math:`p^2/q` is an unnormalized Gaussian density whenever its precision
+    :math:`a = 2/\sigma_p^2 - 1/\sigma_q^2` is positive:
+
+    .. math:: \frac{p(x)^2}{q(x)} = Z\,\mathcal N(x;\, m,\, 1/a), \qquad
+              m = \frac{2\mu_p/\sigma_p^2 - \mu_q/\sigma_q^2}{a}, \qquad
+              Z = \mathbb E_q[w^2] = \frac{\sigma_q}{\sigma_p^2\sqrt a}
+                  \exp\Big(\frac{a m^2}{2} - \frac{\mu_p^2}{\sigma_p^2} + \frac{\mu_q^2}{2\sigma_q^2}\Big),
+
+    so :math:`\mathbb E_q[w^2 g(x)] = Z\,\mathbb E_{\mathcal N(m, 1/a)}[g]`. With
+    ``upper`` the moments are restricted to :math:`x \le` ``upper`` (the part of the
+    variance that draws below ``upper`` can show). For :math:`\sigma_p = \sigma_q = 1` and
+    :math:`\mu_p - \mu_q = \Delta`: :math:`Z = e^{\Delta^2}` and :math:`m = \mu_q + 2\Delta`.
+
+    **A proposal too narrow.** When :math:`\sigma_q \le \sigma_p/\sqrt2` (a ≤ 0) the
+    integral diverges: :math:`\mathbb E_q[w^2] = \infty`, every ordinary IS estimate has
+    infinite variance, and ``w2 = w2x2 = inf``, ``w2x = nan``.
+
+    Parameters
+    ----------
+    target_mean, target_std, proposal_mean, proposal_std : float
+        μ_p, σ_p > 0, μ_q, σ_q > 0.
+    upper : float
+        Restrict to x ≤ upper; ``inf`` (the default) gives the full moments.
+
+    Returns
+    -------
+    WeightMoments
+        ``w2`` = E_q[w²], ``w2x`` = E_q[w² x], ``w2x2`` = E_q[w² x²] (each over x ≤ upper).
+    """
+    _check_stds(target_std, proposal_std)
+    vp, vq = target_std**2, proposal_std**2
+    a = 2.0 / vp - 1.0 / vq  # precision of p²/q
+    if a <= 0:
+        return WeightMoments(math.inf, math.nan, math.inf)
+    m = (2.0 * target_mean / vp - proposal_mean / vq) / a  # mean of p²/q
+    log_z = (math.log(proposal_std / (vp * math.sqrt(a))) + 0.5 * a * m * m
+             - target_mean**2 / vp + proposal_mean**2 / (2.0 * vq))  # log E_q[w²]
+    z = math.exp(log_z) if log_z < 700.0 else math.inf
+    s = 1.0 / math.sqrt(a)  # sd of p²/q
+    if math.isinf(upper) and upper > 0:
+        return WeightMoments(z, z * m, z * (m * m + s * s))
+    t = (upper - m) / s
+    cdf, pdf = _std_normal_cdf(t), math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)  # Φ(t), φ(t)
+    return WeightMoments(z * cdf,  # Z Φ
+                         z * (m * cdf - s * pdf),  # Z (mΦ − sφ)
+                         z * ((m * m + s * s) * cdf - s * (2.0 * m + s * t) * pdf))  # Z ((m² + s²)Φ − s(2m + st)φ)
+
+
+class ISTheory(NamedTuple):
+    """What theory says about n-draw IS estimates of E_p[x] (see :func:`gaussian_is_theory`)."""
+
+    second_moment: float  # E_q[w²]; inf when the proposal is too narrow
+    n_eff: float  # n / E_q[w²]: how many draws from p the n draws from q are worth
+    ordinary_sd: float  # exact sd of the ordinary estimate, √(Var_q[w x]/n)
+    weighted_bias: float  # first-order bias of the weighted estimate, −E_q[w²(x − μ_p)]/n
+    weighted_sd: float  # first-order sd of the weighted estimate, √(E_q[w²(x − μ_p)²]/n)
+
+
+def gaussian_is_theory(target_mean: float, target_std: float, proposal_mean: float, proposal_std: float,
+                       n: int) -> ISTheory:
+    r"""Exact variance of ordinary IS, and the O(1/n) bias and variance of weighted IS, for f(x) = x.
+
+    With :math:`\mu = \mathbb E_p[x]` and the moments of :func:`gaussian_weight_moments`:
+
+    .. math:: \operatorname{sd}(\hat\mu_{\mathrm{IS}}) = \sqrt{\frac{\mathbb E_q[w^2x^2] - \mu^2}{n}},
+              \qquad n_{\mathrm{eff}} = \frac{n}{\mathbb E_q[w^2]},
+
+    and, expanding the ratio :math:`\hat\mu_{\mathrm{WIS}} = \bar A/\bar B` (with
+    :math:`\bar A = \frac1n\sum w_i x_i`, :math:`\bar B = \frac1n\sum w_i`) to second order
+    around :math:`(\mu, 1)` (the delta method),
+
+    .. math:: \mathbb E[\hat\mu_{\mathrm{WIS}}] - \mu = -\frac{\mathbb E_q[w^2(x - \mu)]}{n} + O(n^{-2}),
+              \qquad \operatorname{Var}(\hat\mu_{\mathrm{WIS}}) = \frac{\mathbb E_q[w^2(x - \mu)^2]}{n} + O(n^{-2}).
+
+    The weighted-IS terms are asymptotic: they describe n ≫ E_q[w²] and say nothing
+    reliable below. For equal unit widths and shift Δ: :math:`\mathbb E_q[w^2] = e^{\Delta^2}`,
+    :math:`\operatorname{Var}_q[wx] = e^{\Delta^2}(1 + 4\Delta^2) - \Delta^2`, bias
+    :math:`-\Delta e^{\Delta^2}/n`. When σ_q ≤ σ_p/√2 every variance is infinite.
+
+    Parameters
+    ----------
+    target_mean, target_std, proposal_mean, proposal_std : float
+    n : int
+        Draws per estimate, ≥ 1.
+
+    Returns
+    -------
+    ISTheory
+    """
+    if n < 1:
+        raise ValueError(f"need n >= 1, got n={n}")
+    w2, w2x, w2x2 = gaussian_weight_moments(target_mean, target_std, proposal_mean, proposal_std)
+    mu = target_mean
+    if math.isinf(w2):
+        return ISTheory(math.inf, 0.0, math.inf, math.nan, math.inf)
+    return ISTheory(
+        second_moment=w2,
+        n_eff=n / w2,  # n / E_q[w²]
+        ordinary_sd=math.sqrt(max(w2x2 - mu * mu, 0.0) / n),  # √(Var_q[w x]/n)
+        weighted_bias=-(w2x - mu * w2) / n,  # −E_q[w²(x − μ)]/n
+        weighted_sd=math.sqrt(max(w2x2 - 2 * mu * w2x + mu * mu * w2, 0.0) / n),  # √(E_q[w²(x − μ)²]/n)
+    )
+
+
+class EstimatorSummary(NamedTuple):
+    """How repeated estimates of a known quantity behave (see :func:`estimator_summary`)."""
+
+    mean: float  # average of the estimates
+    stderr: float  # its standard error, sd/√R
+    bias: float  # mean − truth
+    sd: float  # spread of one estimate (sample sd, R − 1 in the denominator)
+    rmse: float  # √(mean of (estimate − truth)²): bias and spread together
+
+
+def estimator_summary(estimates: Tensor, truth: float) -> EstimatorSummary:
+    r"""Mean, standard error, bias, sd and RMSE of R independent estimates of a known truth.
+
+    .. math:: \bar\mu = \frac1R\sum_r \hat\mu_r,\quad \mathrm{se} = \frac{s}{\sqrt R},\quad
+              \mathrm{bias} = \bar\mu - \mu,\quad
+              \mathrm{RMSE} = \sqrt{\frac1R\sum_r(\hat\mu_r - \mu)^2} \approx \sqrt{\mathrm{bias}^2 + s^2}
+
+    A bias is visible only when it exceeds a few standard errors. For a heavy-tailed
+    estimator the sample sd s (and with it se and RMSE) is itself unreliable: R repeats
+    rarely contain the draws that carry most of the variance, so s usually falls short.
+
+    Parameters
+    ----------
+    estimates : Tensor, shape (R,) or any shape (flattened), R ≥ 2
+    truth : float
+
+    Returns
+    -------
+    EstimatorSummary
+    """
+    est = as_tensor("estimates", estimates).detach().reshape(-1).to(torch.float64)
+    no_nan(estimates=est)
+    if est.numel() < 2:
+        raise ValueError(f"estimates: need at least 2 repeats for a spread, got {est.numel()}")
+    mean, sd = float(est.mean()), float(est.std())
+    return EstimatorSummary(mean=mean, stderr=sd / math.sqrt(est.numel()), bias=mean - truth, sd=sd,
+                            rmse=float(((est - truth) ** 2).mean().sqrt()))
+
+
+# ------------------------------------------------------------ the optimal proposal, rare events
+
+
+def optimal_proposal_logpdf(fx: Tensor, logp_target: Tensor, log_normalizer: float) -> Tensor:
+    r"""Log-density of the variance-minimizing proposal :math:`q^\star \propto |f|\,p`.
+
+    .. math:: \log q^\star(x) = \log|f(x)| + \log p(x) - \log \mathbb E_p|f|
+
+    Among all proposals, :math:`q^\star` minimizes :math:`\mathbb E_q[w^2f^2]` (Cauchy–Schwarz:
+    :math:`\mathbb E_q[w^2f^2] \ge (\mathbb E_q[w|f|])^2 = (\mathbb E_p|f|)^2`, with equality
+    iff :math:`w|f|` is constant). For f ≥ 0 the variance is exactly 0: every draw gives
+    :math:`w f = \mathbb E_p[f]`. The catch: its normalizer ``log_normalizer`` =
+    :math:`\log \mathbb E_p|f|` is the answer itself, so q* is a guide for choosing q
+    (put mass where |f| p is large), not a method. Kahn & Marshall 1953.
+
+    Parameters
+    ----------
+    fx, logp_target : Tensor, shape (...)
+        f(x) and log p(x) at the same points.
+    log_normalizer : float
+        :math:`\log \mathbb E_p|f|`.
+
+    Returns
+    -------
+    Tensor, shape (...)
+        ``-inf`` where f(x) = 0.
+    """
+    fx = as_tensor("fx", fx)
+    logp_target = as_tensor("logp_target", logp_target)
+    same_shape(fx=fx, logp_target=logp_target)
+    no_nan(fx=fx, logp_target=logp_target)
+    if not math.isfinite(log_normalizer):
+        raise ValueError(f"log_normalizer must be finite (E_p|f| > 0), got {log_normalizer}")
+    return fx.abs().log() + logp_target - log_normalizer  # log|f| + log p − log E_p|f|
+
+
+def gaussian_tail_draws(threshold: float, shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
+    r"""Draws of :math:`x \sim \mathcal N(0, 1)` conditioned on :math:`x > t`, by inverting the CDF.
+
+    .. math:: x = -\Phi^{-1}\big(u\,\Phi(-t)\big), \qquad u \sim U(0, 1)
+
+    This is the optimal proposal :math:`q^\star \propto f p` for the rare event
+    :math:`f(x) = \mathbf 1\{x > t\}` under p = N(0, 1). float64, on the CPU.
+
+    Parameters
+    ----------
+    threshold : float
+        t; any finite value (for t ≲ 37 the tail probability is a normal float64).
+    shape : tuple of int
+    generator : torch.Generator
+
+    Returns
+    -------
+    Tensor, shape ``shape``
+        Every entry > t.
+    """
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    tail = torch.special.ndtr(torch.tensor(-float(threshold), dtype=torch.float64))  # Φ(−t)
+    u = torch.rand(shape, generator=generator, dtype=torch.float64)
+    u = torch.where(u > 0, u, torch.full_like(u, 0.5))  # rand can return exactly 0
+    return -torch.special.ndtri(u * tail)  # −Φ⁻¹(u Φ(−t)) > t
+
+
+# ------------------------------------------------------------------- running estimates
+
+
+class RunningEstimates(NamedTuple):
+    """Estimates after each of n draws (see :func:`running_estimates`)."""
+
+    ordinary: Tensor  # (..., n): (1/k) Σ_{i≤k} w_i f_i
+    weighted: Tensor  # (..., n): Σ_{i≤k} w_i f_i / Σ_{i≤k} w_i; NaN before the first nonzero weight
+
+
+def running_estimates(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor) -> RunningEstimates:
+    r"""Ordinary and weighted IS estimates from the first k draws, for every k = 1, …, n.
+
+    .. math:: \hat\mu_{\mathrm{IS}}^{(k)} = \frac1k\sum_{i\le k} w_i f(x_i), \qquad
+              \hat\mu_{\mathrm{WIS}}^{(k)} = \frac{\sum_{i\le k} w_i f(x_i)}{\sum_{i\le k} w_i}
+
+    The curves of one run against k, for a learning curve of an estimator (Sutton &
+    Barto 2018, Fig. 5.4). Entry k − 1 equals :func:`ordinary_is` and :func:`weighted_is`
+    of the first k draws. Weights are scaled by their largest value before the sums
+    (the scale cancels in the weighted estimate).
+
+    Parameters
+    ----------
+    fx, logp_target, logp_proposal : Tensor, shape (..., n)
+
+    Returns
+    -------
+    RunningEstimates
+        Both of shape (..., n).
+    """
+    fx, log_w = _samples(fx, logp_target, logp_proposal)
+    count = torch.arange(1, fx.shape[-1] + 1, dtype=fx.dtype, device=fx.device)
+    ordinary = torch.cumsum(log_w.exp() * fx, dim=-1) / count  # (1/k) Σ_{i≤k} w_i f_i
+    top = log_w.amax(dim=-1, keepdim=True)
+    scaled = (log_w - torch.where(torch.isfinite(top), top, torch.zeros_like(top))).exp()  # w_i / max_j w_j
+    total = torch.cumsum(scaled, dim=-1)  # Σ_{i≤k} w_i, scaled
+    weighted = torch.cumsum(scaled * fx, dim=-1) / torch.where(total > 0, total, torch.full_like(total, math.nan))
+    return RunningEstimates(ordinary, weighted)
+
+
+class OneStateEpisodes(NamedTuple):
+    """Episodes of the one-state MDP of Sutton & Barto's Example 5.5 (see :func:`one_state_episodes`)."""
+
+    returns: Tensor  # (...,) G: 1 when the episode ended through the left action's exit, else 0
+    logp_target: Tensor  # (...,) log π(actions) = 0 if every action was left, −inf otherwise
+    logp_behavior: Tensor  # (...,) log b(actions) = K log ½: b takes each action with probability ½
+    steps: Tensor  # (...,) K, the episode's length
+
+
+def one_state_episodes(shape: tuple[int, ...], *, exit_prob: float = 0.1, seed: int = 0) -> OneStateEpisodes:
+    r"""Episodes of Sutton & Barto's Example 5.5, whose ordinary IS estimate has infinite variance.
+
+    One non-terminal state s, two actions. *Right* ends the episode with reward 0; *left*
+    ends it with probability ``exit_prob`` (= 0.1) and reward +1, and otherwise returns
+    to s with reward 0. γ = 1. The target policy π always goes left, so
+    :math:`v_\pi(s) = 1`; the behaviour policy b picks each action with probability ½.
+    An episode of K steps has the trajectory ratio :math:`\rho = \prod_t \pi/b = 2^K` if
+    every action was left and 0 otherwise, and
+
+    .. math:: \mathbb E_b[\rho^2 G^2] = \sum_{K\ge1} \Big(\frac{1-e}{2}\Big)^{K-1}\frac e2\, 4^K
+              = 2e\sum_{K\ge1}\big(2(1-e)\big)^{K-1} = \infty \quad\text{for } e \le \tfrac12 .
+
+    Weighted IS, in contrast, returns exactly 1 from the first episode with a nonzero
+    ratio. Sutton & Barto 2018, "Reinforcement Learning: An Introduction", Ex. 5.5, Fig. 5.4.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        E.g. ``(runs, episodes)``.
+    exit_prob : float
+        e in (0, 1], the chance that left ends the episode.
+    seed : int
+        Seeds a local generator.
+
+    Returns
+    -------
+    OneStateEpisodes
+        float64 tensors of shape ``shape``; pass ``returns``, ``logp_target`` and
+        ``logp_behavior`` to :func:`ordinary_is` or :func:`running_estimates`.
+    """
+    if not 0.0 < exit_prob <= 1.0:
+        raise ValueError(f"exit_prob={exit_prob}: a probability in (0, 1]")
+    g = torch.Generator().manual_seed(seed)
+    stay = 0.5 * (1.0 - exit_prob)  # P(left and back to s) per step under b
+    u = torch.rand(shape, generator=g, dtype=torch.float64).clamp_min(torch.finfo(torch.float64).tiny)
+    steps = 1.0 + (torch.floor(u.log() / math.log(stay)) if stay > 0 else torch.zeros_like(u))  # K ~ Geometric(1 − stay)
+    left_exit = torch.rand(shape, generator=g, dtype=torch.float64) < 0.5 * exit_prob / (1.0 - stay)  # last step: left exit
+    returns = left_exit.to(torch.float64)  # reward +1 only through the left exit
+    logp_target = torch.where(left_exit, 0.0, -math.inf).to(torch.float64)  # π(left) = 1, π(right) = 0
+    logp_behavior = steps * math.log(0.5)  # b(a) = ½ for every action taken
+    return OneStateEpisodes(returns, logp_target, logp_behavior, steps)
+
+
+# ---------------------------------------------------------- truncated and clipped ratios
+
+
+def _log_ratio_tensor(log_ratio: Tensor) -> Tensor:
+    log_ratio = as_tensor("log_ratio", log_ratio)
+    no_nan(log_ratio=log_ratio)
+    return log_ratio
+
+
+def truncated_ratio(log_ratio: Tensor, max_ratio: float) -> Tensor:
+    r"""Importance ratio truncated from above: :math:`\bar\rho = \min(\rho, c)`, :math:`\rho = e^{\log\rho}`.
+
+    The truncation of V-trace (Espeholt et al. 2018, "IMPALA": :math:`\bar\rho_t = \min(\bar\rho, \rho_t)`
+    and traces :math:`c_t = \min(\bar c, \rho_t)`, usually :math:`\bar\rho = \bar c = 1`) and
+    of Retrace (Munos et al. 2016, "Safe and Efficient Off-Policy Reinforcement Learning":
+    traces :math:`c_t = \lambda\min(1, \rho_t)`). A truncated weight is at most c, so
+    products of truncated traces with c = 1 never grow: the variance stays bounded, at
+    the price of a bias toward the behaviour policy. Computed as
+    :math:`\exp(\min(\log\rho, \log c))`, so a log-ratio of +1000 is no overflow.
+
+    Parameters
+    ----------
+    log_ratio : Tensor, shape (...)
+        log π − log β (or log p − log q).
+    max_ratio : float
+        c > 0; ``inf`` truncates nothing.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    log_ratio = _log_ratio_tensor(log_ratio)
+    if not max_ratio > 0:
+        raise ValueError(f"max_ratio={max_ratio}: the truncation level must be > 0")
+    return torch.clamp(log_ratio, max=math.log(max_ratio)).exp()  # min(ρ, c) = e^{min(log ρ, log c)}
+
+
+def truncated_is(fx: Tensor, logp_target: Tensor, logp_proposal: Tensor, max_ratio: float) -> Tensor:
+    r"""Truncated importance sampling: weights capped at c before averaging (Ionides 2008).
+
+    .. math:: \hat\mu_c = \frac1n\sum_{i=1}^n \min(w_i, c)\, f(x_i)
+
+    c = ∞ is ordinary IS (unbiased, perhaps infinite variance); a finite c bounds the
+    variance by :math:`c^2\,\mathbb E_q[f^2]/n` and biases the estimate by
+    :math:`-\mathbb E_q[(w - c)_+ f]`, the mass that the cap throws away. Ionides 2008,
+    "Truncated Importance Sampling" (J. Comput. Graph. Stat.).
+
+    Parameters
+    ----------
+    fx, logp_target, logp_proposal : Tensor, shape (..., n)
+    max_ratio : float
+        c > 0.
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    fx, log_w = _samples(fx, logp_target, logp_proposal)
+    return (truncated_ratio(log_w, max_ratio) * fx).mean(dim=-1)  # (1/n) Σ min(w_i, c) f(x_i)
+
+
+def clipped_ratio(log_ratio: Tensor, clip_eps: float) -> Tensor:
+    r"""PPO's clipped ratio :math:`\operatorname{clip}(r, 1 - \varepsilon, 1 + \varepsilon)`, :math:`r = e^{\log r}`.
+
+    Unlike a truncation it clips from both sides, and it is not used alone: PPO takes
+    the smaller of :math:`r\hat A` and :math:`\operatorname{clip}(r)\hat A` (see
+    :func:`clipped_objective`). Schulman et al. 2017, "Proximal Policy Optimization Algorithms".
+
+    Parameters
+    ----------
+    log_ratio : Tensor, shape (...)
+        log π_θ(a|s) − log π_θold(a|s).
+    clip_eps : float
+        ε in [0, 1).
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    log_ratio = _log_ratio_tensor(log_ratio)
+    if not 0.0 <= clip_eps < 1.0:
+        raise ValueError(f"clip_eps={clip_eps}: ε lies in [0, 1)")
+    return log_ratio.exp().clamp(1.0 - clip_eps, 1.0 + clip_eps)  # clip(r, 1 − ε, 1 + ε)
+
+
+def clipped_objective(ratio: Tensor, adv: Tensor, clip_eps: float) -> Tensor:
+    r"""PPO's per-sample clipped objective, the pessimistic minimum of two surrogates.
+
+    .. math:: L^{\mathrm{CLIP}}_t = \min\big(r_t \hat A_t,\ \operatorname{clip}(r_t, 1-\varepsilon, 1+\varepsilon)\,\hat A_t\big)
+
+    For :math:`\hat A > 0` it stops growing at :math:`r = 1 + \varepsilon`; for :math:`\hat A < 0`
+    it stops improving below :math:`r = 1 - \varepsilon`; in those flat parts its gradient in
+    θ is 0, so one batch cannot push the ratio far. At r = 1 it equals :math:`\hat A`.
+    Elementwise; the PPO lecture averages it over a batch.
+
+    Parameters
+    ----------
+    ratio : Tensor, shape (...)
+        r_t = π_θ(a_t|s_t)/π_θold(a_t|s_t).
+    adv : Tensor, shape (...)
+        Â_t.
+    clip_eps : float
+        ε in [0, 1).
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    ratio, adv = as_tensor("ratio", ratio), as_tensor("adv", adv)
+    no_nan(ratio=ratio, adv=adv)
+    if not 0.0 <= clip_eps < 1.0:
+        raise ValueError(f"clip_eps={clip_eps}: ε lies in [0, 1)")
+    return torch.minimum(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv)  # min(rÂ, clip(r)Â)

@@ -1,4 +1,4 @@
-r"""Proximal operators, projections onto convex sets, and the algorithms built on them.
+r"""Proximal operators: closed forms, a numerical prox, and dispatch by name.
 
 The proximal operator of a closed convex function f with step :math:`\lambda > 0` is
 
@@ -11,8 +11,11 @@ For small λ and smooth f the prox is a gradient step,
 :math:`\operatorname{prox}_{\lambda f}(v) = v - \lambda\nabla f(v) + O(\lambda^2)`.
 Parikh & Boyd 2014, "Proximal Algorithms"; Beck 2017, "First-Order Methods in Optimization".
 
-Conventions
------------
+The topic reads like Parikh & Boyd in three modules: operators here, projections in
+:mod:`rlteach.projections`, algorithms in :mod:`rlteach.prox_algorithms`.
+
+Conventions (all three modules)
+-------------------------------
 - **Arrays.** numpy in, numpy out; torch in, torch out, on the input's device and dtype.
   Python numbers and lists count as numpy. Integer inputs become float64 (numpy) or the
   default float dtype (torch). Parameters (bounds, centres, ``a``, ``A``, ``b``) may be
@@ -29,52 +32,52 @@ Conventions
   residual. Not converging is reported in ``info``, never raised.
 - **Errors.** ``ValueError`` with a message saying what is wrong: a negative λ, an
   empty set, a radius ≤ 0, mismatched shapes, NaN or ±inf in ``v``, an unknown name.
-- **Algorithms and callables.** :func:`proximal_point`, :func:`ista`, :func:`fista`,
-  :func:`alternating_projections` and :func:`dykstra` only add, subtract and scale
-  arrays, so they run on numpy or torch, whichever ``x0``/``v`` is, and hand the same
-  kind to the callables they are given.
+- **Algorithms and callables.** The algorithms of :mod:`rlteach.prox_algorithms` only
+  add, subtract and scale arrays, so they run on numpy or torch, whichever ``x0``/``v``
+  is, and hand the same kind to the callables they are given.
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from rlteach.seal import graded_reference
+from rlteach._validate import (
+    ArrayLike,
+    ArrayT,
+    as_array,
+    broadcast_to_v,
+    check_finite,
+    check_iters,
+    check_lam,
+    param,
+    restore,
+    vector,
+)
+from rlteach.projections import PROJECTIONS, SET_NAMES
 
 __all__ = [
-    "IterInfo",
     "PROX_NAMES",
-    "SET_NAMES",
+    "IterInfo",
+    "gradient_of",
+    "kl_prox_linear",
+    "moreau_envelope",
+    "moreau_envelope_gradient",
+    "prox_affine",
     "prox_l1",
-    "prox_quadratic",
     "prox_l2",
     "prox_numerical",
-    "project_box",
-    "project_l2_ball",
-    "project_l1_ball",
-    "project_linf_ball",
-    "project_simplex",
-    "project_halfspace",
-    "project_affine",
-    "alternating_projections",
-    "dykstra",
-    "proximal_point",
-    "ista",
-    "fista",
-    "lasso_ista_step",
     "prox_of",
-    "project_onto",
     "prox_path",
+    "prox_quadratic",
+    "prox_separable",
+    "value_of",
 ]
-
-ArrayT = TypeVar("ArrayT", np.ndarray, Tensor)
-ArrayLike = np.ndarray | Tensor | float | Sequence[float]
 
 
 class IterInfo(NamedTuple):
@@ -85,125 +88,6 @@ class IterInfo(NamedTuple):
     residual: float  # last value of the stopping quantity (see each function)
 
 
-# ----------------------------------------------------------------------------- plumbing
-
-
-def _as_tensor(v: object, name: str = "v") -> tuple[Tensor, bool]:
-    """``v`` as a floating tensor, and whether it came in as numpy (or a Python number)."""
-    if isinstance(v, Tensor):
-        if v.is_complex():
-            raise ValueError(f"{name}: complex input is not supported (dtype {v.dtype})")
-        return (v if v.is_floating_point() else v.to(torch.get_default_dtype())), False
-    a = np.asarray(v)
-    if np.iscomplexobj(a):
-        raise ValueError(f"{name}: complex input is not supported (dtype {a.dtype})")
-    if not np.issubdtype(a.dtype, np.floating):
-        if not (np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_):
-            raise ValueError(f"{name}: expected real numbers, got dtype {a.dtype}")
-        a = a.astype(np.float64)
-    return torch.from_numpy(np.array(a, copy=True)), True
-
-
-def _restore(x: Tensor, was_numpy: bool) -> Any:
-    return x.detach().cpu().numpy() if was_numpy else x
-
-
-def _param(p: object, like: Tensor, name: str) -> Tensor:
-    """A parameter as a tensor on ``like``'s device and dtype."""
-    t, _ = _as_tensor(p, name)
-    return t.to(device=like.device, dtype=like.dtype)
-
-
-def _check_finite(t: Tensor, name: str, allow_inf: bool = False) -> None:
-    bad = torch.isnan(t)
-    if bool(bad.any()):
-        where = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{name} contains NaN (first at index {where})")
-    if not allow_inf:
-        bad = torch.isinf(t)
-        if bool(bad.any()):
-            where = tuple(int(i) for i in bad.nonzero()[0])
-            raise ValueError(f"{name} contains {float(t[where]):+} at index {where}; it must be finite")
-
-
-def _vector(v: object, name: str = "v") -> tuple[Tensor, bool]:
-    """Input ``v`` of shape (..., n), n ≥ 1, finite."""
-    t, was_numpy = _as_tensor(v, name)
-    if t.ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (shape (..., n)), got a scalar")
-    _check_finite(t, name)
-    return t, was_numpy
-
-
-def _check_lam(lam: float, name: str = "lam", positive: bool = False) -> float:
-    value = float(lam)
-    if math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number, got {value}")
-    if value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be {bound} (it is the prox step λ), got {value}")
-    return value
-
-
-def _check_radius(radius: float, name: str = "radius") -> float:
-    value = float(radius)
-    if math.isnan(value) or math.isinf(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _broadcast_to_v(p: Tensor, shape: torch.Size, name: str, target: str, vector: bool = False) -> None:
-    """Raise unless ``p`` broadcasts to ``shape`` without enlarging it; a ``vector`` must match its last size."""
-    if vector and (p.ndim == 0 or p.shape[-1] != shape[-1]):
-        raise ValueError(
-            f"mismatched shapes: {name} {tuple(p.shape)} must be a vector of length {shape[-1]} "
-            f"to match {target} {tuple(shape)}"
-        )
-    try:
-        out = torch.broadcast_shapes(p.shape, shape)
-    except RuntimeError:
-        out = None
-    if out != shape:
-        raise ValueError(f"mismatched shapes: {name} {tuple(p.shape)} does not broadcast to {target} {tuple(shape)}")
-
-
-def _center(center: ArrayLike | None, t: Tensor) -> Tensor:
-    if center is None:
-        return torch.zeros_like(t[..., :1])
-    c = _param(center, t, "center")
-    _check_finite(c, "center")
-    _broadcast_to_v(c, t.shape, "center", "v", vector=True)
-    return c
-
-
-def _float_copy(x: ArrayT) -> ArrayT:
-    """A floating copy of ``x`` of the same kind (numpy or torch)."""
-    if isinstance(x, Tensor):
-        _check_finite(x if x.is_floating_point() else x.double(), "x0")
-        return x.clone() if x.is_floating_point() else x.to(torch.get_default_dtype())
-    a = np.asarray(x)
-    a = np.array(a, dtype=a.dtype if np.issubdtype(a.dtype, np.floating) else np.float64, copy=True)
-    _check_finite(torch.from_numpy(a), "x0")
-    return a
-
-
-def _max_abs(x: np.ndarray | Tensor) -> float:
-    if isinstance(x, Tensor):
-        return float(x.detach().abs().max()) if x.numel() else 0.0
-    return float(np.max(np.abs(x))) if np.size(x) else 0.0
-
-
-def _check_iters(max_iter: int, tol: float) -> None:
-    if int(max_iter) < 0:
-        raise ValueError(f"max_iter must be >= 0, got {max_iter}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got {tol}")
-
-
-# ------------------------------------------------------------------ proximal operators
-
-
-@graded_reference
 def prox_l1(v: ArrayT, lam: float) -> ArrayT:
     r"""Soft thresholding: the proximal operator of :math:`\lambda\|x\|_1`.
 
@@ -229,11 +113,11 @@ def prox_l1(v: ArrayT, lam: float) -> ArrayT:
     ValueError
         λ < 0, or NaN/±inf in ``v``.
     """
-    t, was_numpy = _as_tensor(v)
-    _check_finite(t, "v")
-    lam = _check_lam(lam)
+    t, was_numpy = as_array(v)
+    check_finite(t, "v")
+    lam = check_lam(lam)
     x = torch.sign(t) * torch.clamp(t.abs() - lam, min=0.0)  # sign(v) max(|v| − λ, 0)
-    return _restore(x, was_numpy)
+    return restore(x, was_numpy)
 
 
 def prox_quadratic(v: ArrayT, lam: float, A: ArrayLike | None = None, b: ArrayLike | None = None) -> ArrayT:
@@ -266,20 +150,20 @@ def prox_quadratic(v: ArrayT, lam: float, A: ArrayLike | None = None, b: ArrayLi
     ValueError
         λ < 0, NaN/±inf, ``A`` not (n, n), not symmetric or not PSD, ``b`` not broadcastable.
     """
-    t, was_numpy = _as_tensor(v)
-    _check_finite(t, "v")
-    lam = _check_lam(lam)
-    lin = torch.zeros_like(t) if b is None else _param(b, t, "b")
-    _check_finite(lin, "b")
-    _broadcast_to_v(lin, t.shape, "b", "v", vector=A is not None and b is not None and t.ndim > 0)
+    t, was_numpy = as_array(v)
+    check_finite(t, "v")
+    lam = check_lam(lam)
+    lin = torch.zeros_like(t) if b is None else param(b, t, "b")
+    check_finite(lin, "b")
+    broadcast_to_v(lin, t.shape, "b", "v", vector=A is not None and b is not None and t.ndim > 0)
     if A is None:
         x = (t - lam * lin) / (1.0 + lam)  # (v − λb)/(1 + λ)
-        return _restore(x, was_numpy)
+        return restore(x, was_numpy)
     if t.ndim == 0:
         raise ValueError("v must have shape (..., n) when A is given, got a scalar")
     n = t.shape[-1]
-    Q = _param(A, t, "A")
-    _check_finite(Q, "A")
+    Q = param(A, t, "A")
+    check_finite(Q, "A")
     if Q.shape != (n, n):
         raise ValueError(f"mismatched shapes: A {tuple(Q.shape)} must be (n, n) = ({n}, {n}) for v {tuple(t.shape)}")
     slack = 100 * n * torch.finfo(t.dtype).eps * max(1.0, float(Q.abs().max()) if n else 1.0)
@@ -289,7 +173,7 @@ def prox_quadratic(v: ArrayT, lam: float, A: ArrayLike | None = None, b: ArrayLi
         raise ValueError("A must be positive semidefinite (f convex); it has a negative eigenvalue")
     M = torch.eye(n, dtype=t.dtype, device=t.device) + lam * Q  # I + λA
     x = torch.linalg.solve(M, (t - lam * lin).unsqueeze(-1)).squeeze(-1)  # (I + λA)⁻¹(v − λb)
-    return _restore(x, was_numpy)
+    return restore(x, was_numpy)
 
 
 def prox_l2(v: ArrayT, lam: float) -> ArrayT:
@@ -318,11 +202,11 @@ def prox_l2(v: ArrayT, lam: float) -> ArrayT:
     ValueError
         λ < 0, a scalar ``v``, or NaN/±inf in ``v``.
     """
-    t, was_numpy = _vector(v)
-    lam = _check_lam(lam)
+    t, was_numpy = vector(v)
+    lam = check_lam(lam)
     norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True)  # ‖v‖₂
     scale = torch.clamp(1.0 - lam / norm.clamp_min(torch.finfo(t.dtype).tiny), min=0.0)  # max(1 − λ/‖v‖, 0)
-    return _restore(scale * t, was_numpy)
+    return restore(scale * t, was_numpy)
 
 
 def _prox_residual(
@@ -404,23 +288,24 @@ def prox_numerical(
     ValueError
         λ ≤ 0, NaN/±inf, ``f`` of the wrong output shape or not finite at the start.
     """
-    t, was_numpy = _vector(v)
-    lam = _check_lam(lam, positive=True)
-    _check_iters(max_iter, 0.0 if tol is None else tol)
+    t, was_numpy = vector(v)
+    lam = check_lam(lam, positive=True)
+    check_iters(max_iter, 0.0 if tol is None else tol)
     tol = 1000 * torch.finfo(t.dtype).eps if tol is None else float(tol)
     target = t.detach()
     if x0 is None:
         x = target.clone()
     else:
-        x = _param(x0, target, "x0")
-        _check_finite(x, "x0")
+        x = param(x0, target, "x0")
+        check_finite(x, "x0")
         if x.shape != target.shape:
             raise ValueError(f"mismatched shapes: x0 {tuple(x.shape)} and v {tuple(target.shape)}")
     if target.numel() == 0:
-        return _restore(x, was_numpy), IterInfo(0, True, 0.0)
+        return restore(x, was_numpy), IterInfo(0, True, 0.0)
     scale = 1.0 + target.abs().amax(dim=-1)
     eye = torch.eye(target.shape[-1], dtype=t.dtype, device=t.device)
     r, H = _prox_residual(f, x, target, lam, hessian=True)
+    assert H is not None  # asked for with hessian=True
     if not bool(torch.isfinite(r).all()):
         raise ValueError("f or its gradient is not finite at the starting point")
     err = r.abs().amax(dim=-1) / scale
@@ -440,673 +325,20 @@ def prox_numerical(
             step = torch.where(ok, step, 0.5 * step)
         x = x_try
         r, H = _prox_residual(f, x, target, lam, hessian=True)
+        assert H is not None
         err = r.abs().amax(dim=-1) / scale
         iterations += 1
     worst = float(err.max())
-    return _restore(x, was_numpy), IterInfo(iterations, worst <= tol, worst)
+    return restore(x, was_numpy), IterInfo(iterations, worst <= tol, worst)
 
 
-# ------------------------------------------------------------------------- projections
-
-
-def project_box(v: ArrayT, lower: ArrayLike = 0.0, upper: ArrayLike = 1.0) -> ArrayT:
-    r"""Projection onto the box :math:`\{x : \ell \le x \le u\}`, by clipping each coordinate.
-
-    .. math:: \Pi(v)_i = \min(\max(v_i, \ell_i), u_i)
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n)
-    lower, upper : float, array or Tensor, broadcastable to ``v``
-        Bounds with ``lower <= upper`` everywhere; ±inf leaves a side open.
-        The default is the unit box [0, 1]ⁿ.
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        ``lower > upper`` somewhere (the box is empty), NaN, shapes that do not broadcast.
-    """
-    t, was_numpy = _vector(v)
-    lo, hi = _param(lower, t, "lower"), _param(upper, t, "upper")
-    _check_finite(lo, "lower", allow_inf=True)
-    _check_finite(hi, "upper", allow_inf=True)
-    _broadcast_to_v(lo, t.shape, "lower", "v")
-    _broadcast_to_v(hi, t.shape, "upper", "v")
-    empty = lo > hi
-    if bool(empty.any()):
-        where = tuple(int(i) for i in empty.nonzero()[0])
-        raise ValueError(
-            f"the box is empty: lower {float(lo[where])} > upper {float(hi[where])} at index {where}"
-        )
-    x = torch.minimum(torch.maximum(t, lo), hi)  # min(max(v, ℓ), u)
-    return _restore(x, was_numpy)
-
-
-@graded_reference
-def project_l2_ball(v: ArrayT, radius: float = 1.0, center: ArrayLike | None = None) -> ArrayT:
-    r"""Projection onto the Euclidean ball :math:`\{x : \|x - c\|_2 \le r\}`.
-
-    .. math:: \Pi(v) = c + \frac{r}{\max(r,\ \|v - c\|_2)}\,(v - c)
-
-    Points inside are returned unchanged; points outside move radially to the sphere.
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n)
-    radius : float
-        r > 0.
-    center : array or Tensor, shape (n,) or (..., n), optional
-        c; the origin by default.
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        r ≤ 0, NaN/±inf, a centre of the wrong length or batch shape.
-    """
-    t, was_numpy = _vector(v)
-    radius = _check_radius(radius)
-    c = _center(center, t)
-    w = t - c
-    norm = torch.linalg.vector_norm(w, dim=-1, keepdim=True)  # ‖v − c‖₂
-    x = c + w * (radius / torch.clamp(norm, min=radius))  # c + r (v − c)/max(r, ‖v − c‖)
-    return _restore(x, was_numpy)
-
-
-def project_linf_ball(v: ArrayT, radius: float = 1.0, center: ArrayLike | None = None) -> ArrayT:
-    r"""Projection onto the ℓ∞ ball :math:`\{x : \|x - c\|_\infty \le r\}` (a cube).
-
-    .. math:: \Pi(v)_i = c_i + \min(\max(v_i - c_i, -r), r)
-
-    It is the unit ball of the dual norm of ℓ1, so by Moreau's decomposition
-    :math:`v = \operatorname{prox}_{\lambda\|\cdot\|_1}(v) + \lambda\,\Pi_{\|\cdot\|_\infty\le 1}(v/\lambda)`.
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n)
-    radius : float
-        r > 0.
-    center : array or Tensor, shape (n,) or (..., n), optional
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        r ≤ 0, NaN/±inf, a centre of the wrong length or batch shape.
-    """
-    t, was_numpy = _vector(v)
-    radius = _check_radius(radius)
-    c = _center(center, t)
-    x = c + torch.clamp(t - c, min=-radius, max=radius)  # c + clip(v − c, −r, r)
-    return _restore(x, was_numpy)
-
-
-def _simplex_core(t: Tensor, total: float) -> Tensor:
-    """Sort-based projection of the rows of ``t`` (..., n) onto {x ≥ 0, Σx = total}."""
-    u, _ = torch.sort(t, dim=-1, descending=True)  # u₁ ≥ u₂ ≥ … ≥ uₙ
-    excess = torch.cumsum(u, dim=-1) - total  # Σ_{i≤j} u_i − z
-    j = torch.arange(1, t.shape[-1] + 1, dtype=t.dtype, device=t.device)
-    active = u - excess / j > 0  # u_j − (Σ_{i≤j} u_i − z)/j > 0
-    rho = torch.clamp((active * j).amax(dim=-1, keepdim=True), min=1)  # ρ = max{j : active}
-    theta = excess.gather(-1, rho.long() - 1) / rho  # θ = (Σ_{i≤ρ} u_i − z)/ρ
-    return torch.clamp(t - theta, min=0.0)  # max(v − θ, 0)
-
-
-@graded_reference
-def project_simplex(v: ArrayT, total: float = 1.0) -> ArrayT:
-    r"""Projection onto the simplex :math:`\Delta_z = \{x : x \ge 0,\ \textstyle\sum_i x_i = z\}`.
-
-    Sort-based, O(n log n) (Held, Wolfe & Crowder 1974; Duchi et al. 2008, Fig. 1):
-    with :math:`u` the entries of v sorted in decreasing order,
-
-    .. math:: \rho = \max\Big\{j : u_j - \tfrac1j\big(\textstyle\sum_{i\le j} u_i - z\big) > 0\Big\},\quad
-              \theta = \tfrac1\rho\big(\textstyle\sum_{i\le\rho} u_i - z\big),\quad
-              \Pi(v)_i = \max(v_i - \theta,\ 0).
-
-    θ is the unique shift with :math:`\sum_i \max(v_i - \theta, 0) = z`.
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n), n ≥ 1
-    total : float
-        z > 0; the probability simplex is z = 1.
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-        Non-negative, each row summing to ``total``.
-
-    Raises
-    ------
-    ValueError
-        z ≤ 0, n = 0 (the set is empty), NaN/±inf.
-    """
-    t, was_numpy = _vector(v)
-    total = _check_radius(total, "total")
-    if t.shape[-1] == 0:
-        raise ValueError("the simplex in dimension n = 0 is empty: v has no entries along its last dimension")
-    return _restore(_simplex_core(t, total), was_numpy)
-
-
-def project_l1_ball(v: ArrayT, radius: float = 1.0, center: ArrayLike | None = None) -> ArrayT:
-    r"""Projection onto the ℓ1 ball :math:`\{x : \|x - c\|_1 \le r\}`.
-
-    Inside the ball v is returned. Outside, the projection is soft thresholding at the
-    level θ that lands on the sphere, found as the simplex projection of :math:`|v - c|`
-    (Duchi et al. 2008, Sec. 4):
-
-    .. math:: \Pi(v) = c + \operatorname{sign}(v - c)\odot\Pi_{\Delta_r}(|v - c|)
-              \quad\text{if } \|v - c\|_1 > r.
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n)
-    radius : float
-        r > 0.
-    center : array or Tensor, shape (n,) or (..., n), optional
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        r ≤ 0, NaN/±inf, a centre of the wrong length or batch shape.
-    """
-    t, was_numpy = _vector(v)
-    radius = _check_radius(radius)
-    c = _center(center, t)
-    w = t - c
-    if w.shape[-1] == 0:
-        return _restore(t, was_numpy)
-    inside = w.abs().sum(dim=-1, keepdim=True) <= radius  # ‖v − c‖₁ ≤ r
-    onto = torch.sign(w) * _simplex_core(w.abs(), radius)  # sign(w) Π_Δr(|w|)
-    return _restore(c + torch.where(inside, w, onto), was_numpy)
-
-
-def project_halfspace(v: ArrayT, a: ArrayLike, b: ArrayLike) -> ArrayT:
-    r"""Projection onto the half-space :math:`\{x : a^\top x \le b\}`.
-
-    .. math:: \Pi(v) = v - \frac{\max(a^\top v - b,\ 0)}{\|a\|_2^2}\, a
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n)
-    a : array or Tensor, shape (n,) or (..., n)
-        The outward normal; nonzero.
-    b : float, array or Tensor, broadcastable to (...)
-        The offset, one per batch entry or shared.
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        ``a`` = 0, mismatched shapes, NaN/±inf.
-    """
-    t, was_numpy = _vector(v)
-    normal, offset = _param(a, t, "a"), _param(b, t, "b")
-    _check_finite(normal, "a")
-    _check_finite(offset, "b")
-    _broadcast_to_v(normal, t.shape, "a", "v", vector=True)
-    _broadcast_to_v(offset, t.shape[:-1], "b", "the batch shape of v")
-    sq_norm = (normal * normal).sum(dim=-1)  # ‖a‖²
-    if bool((sq_norm == 0).any()):
-        raise ValueError("a must be nonzero: with a = 0 the set is empty (b < 0) or all of space (b ≥ 0)")
-    excess = torch.clamp((t * normal).sum(dim=-1) - offset, min=0.0)  # max(aᵀv − b, 0)
-    x = t - (excess / sq_norm).unsqueeze(-1) * normal  # v − max(aᵀv − b, 0) a/‖a‖²
-    return _restore(x, was_numpy)
-
-
-def project_affine(v: ArrayT, A: ArrayLike, b: ArrayLike) -> ArrayT:
-    r"""Projection onto the affine set :math:`\{x : Ax = b\}`, A of full row rank.
-
-    .. math:: \Pi(v) = v - A^\top (A A^\top)^{-1}(A v - b)
-
-    The m × m system is solved, never inverted. The correction lies in the row space of
-    A, so :math:`v - \Pi(v)` is orthogonal to the set.
-
-    Parameters
-    ----------
-    v : array or Tensor, shape (..., n)
-    A : array or Tensor, shape (m, n)
-        m ≤ n linearly independent rows.
-    b : array or Tensor, shape (m,) or (..., m)
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        ``A`` not 2-D, columns ≠ n, ``b`` of the wrong length, rank-deficient ``A``, NaN/±inf.
-    """
-    t, was_numpy = _vector(v)
-    M, rhs = _param(A, t, "A"), _param(b, t, "b")
-    _check_finite(M, "A")
-    _check_finite(rhs, "b")
-    if M.ndim != 2 or M.shape[1] != t.shape[-1]:
-        raise ValueError(
-            f"mismatched shapes: A {tuple(M.shape)} must be (m, n) with n = {t.shape[-1]} for v {tuple(t.shape)}"
-        )
-    m = M.shape[0]
-    _broadcast_to_v(rhs, t.shape[:-1] + (m,), "b", "A v", vector=True)
-    if m == 0:
-        return _restore(t, was_numpy)
-    rank = int(torch.linalg.matrix_rank(M))
-    if rank < m:
-        raise ValueError(f"A must have full row rank m = {m} (linearly independent rows); it has rank {rank}")
-    gram = M @ M.T  # A Aᵀ
-    violation = t @ M.T - rhs  # A v − b
-    y = torch.linalg.solve(gram, violation.unsqueeze(-1)).squeeze(-1)  # (A Aᵀ)⁻¹(A v − b)
-    x = t - y @ M  # v − Aᵀ (A Aᵀ)⁻¹(A v − b)
-    return _restore(x, was_numpy)
-
-
-# --------------------------------------------------------- intersections of convex sets
-
-
-def alternating_projections(
-    projections: Sequence[Callable[[ArrayT], ArrayT]],
-    v: ArrayT,
-    *,
-    max_iter: int = 1000,
-    tol: float = 1e-12,
-    callback: Callable[[Any], None] | None = None,
-) -> tuple[ArrayT, IterInfo]:
-    r"""A point of :math:`C_1 \cap \dots \cap C_m` by cyclic projections (von Neumann, POCS).
-
-    .. math:: x_{k+1} = \Pi_{C_m}(\cdots \Pi_{C_2}(\Pi_{C_1}(x_k))), \qquad x_0 = v
-
-    It converges to *some* point of the intersection (when it is non-empty), which in
-    general is **not** the projection of v onto it; :func:`dykstra` finds that one.
-
-    Parameters
-    ----------
-    projections : sequence of callables
-        :math:`\Pi_{C_i}`, each mapping an array of shape (..., n) to the same shape
-        (e.g. ``functools.partial(project_box, lower=0, upper=1)``).
-    v : array or Tensor, shape (..., n)
-        The start; the callables receive the same kind of array.
-    max_iter : int
-        Most sweeps through all sets.
-    tol : float
-        Stop when a sweep moves no entry by more than ``tol``.
-
-    callback : callable, optional
-        Called with every new iterate, after each projection (to watch the
-        algorithm, e.g. ``callback=points.append``).
-
-    Returns
-    -------
-    x : array or Tensor, shape (..., n)
-    info : IterInfo
-        ``residual`` is :math:`\|x_{k+1} - x_k\|_\infty` of the last sweep.
-    """
-    if len(projections) == 0:
-        raise ValueError("projections is empty: give at least one projection callable")
-    _check_iters(max_iter, tol)
-    x = _float_copy(v)
-    residual = math.inf
-    for sweep in range(1, int(max_iter) + 1):
-        previous = x
-        for project in projections:
-            x = project(x)  # x ← Π_{C_i}(x)
-            if callback is not None:
-                callback(x)
-        residual = _max_abs(x - previous)
-        if residual <= tol:
-            return x, IterInfo(sweep, True, residual)
-    return x, IterInfo(int(max_iter), False, residual)
-
-
-def dykstra(
-    projections: Sequence[Callable[[ArrayT], ArrayT]],
-    v: ArrayT,
-    *,
-    max_iter: int = 1000,
-    tol: float = 1e-12,
-    callback: Callable[[Any], None] | None = None,
-) -> tuple[ArrayT, IterInfo]:
-    r"""The projection of v onto :math:`C_1 \cap \dots \cap C_m`, by Dykstra's algorithm.
-
-    Alternating projections with one correction :math:`p_i` per set (Boyle & Dykstra
-    1986; Bauschke & Combettes 2017, Thm. 30.7): starting from :math:`x = v`,
-    :math:`p_i = 0`, each sweep does for i = 1, …, m
-
-    .. math:: y = \Pi_{C_i}(x + p_i), \qquad p_i \leftarrow x + p_i - y, \qquad x \leftarrow y.
-
-    The corrections undo what earlier sweeps took away, so the limit is the nearest
-    point of the intersection, :math:`\operatorname{argmin}_{x \in \cap C_i}\|x - v\|`,
-    not just a point of it as with :func:`alternating_projections`.
-
-    Parameters
-    ----------
-    projections : sequence of callables
-        :math:`\Pi_{C_i}`, each mapping an array of shape (..., n) to the same shape.
-    v : array or Tensor, shape (..., n)
-        The point to project; the callables receive the same kind of array.
-    max_iter : int
-        Most sweeps through all sets.
-    tol : float
-        Stop when a sweep changes no correction by more than ``tol``:
-        :math:`\max_i \|p_i^{k+1} - p_i^k\|_\infty \le \mathrm{tol}` (which bounds the
-        change of x too; Birgin & Raydan 2005 on why x alone can stall early).
-
-    callback : callable, optional
-        Called with every new iterate, after each projection (to watch the
-        algorithm, e.g. ``callback=points.append``).
-
-    Returns
-    -------
-    x : array or Tensor, shape (..., n)
-    info : IterInfo
-        ``residual`` is the largest change of a correction in the last sweep.
-    """
-    if len(projections) == 0:
-        raise ValueError("projections is empty: give at least one projection callable")
-    _check_iters(max_iter, tol)
-    x = _float_copy(v)
-    corrections = [x * 0 for _ in projections]
-    residual = math.inf
-    for sweep in range(1, int(max_iter) + 1):
-        residual = 0.0
-        for i, project in enumerate(projections):
-            y = project(x + corrections[i])  # y = Π_{C_i}(x + p_i)
-            new_correction = x + corrections[i] - y  # p_i ← x + p_i − y
-            residual = max(residual, _max_abs(new_correction - corrections[i]))
-            corrections[i] = new_correction
-            x = y
-            if callback is not None:
-                callback(x)
-        if residual <= tol:
-            return x, IterInfo(sweep, True, residual)
-    return x, IterInfo(int(max_iter), False, residual)
-
-
-# ------------------------------------------------------------------- proximal algorithms
-
-
-def proximal_point(
-    prox_f: Callable[[ArrayT, float], ArrayT],
-    x0: ArrayT,
-    lam: float,
-    *,
-    max_iter: int = 1000,
-    tol: float = 1e-10,
-    callback: Callable[[Any], None] | None = None,
-) -> tuple[ArrayT, IterInfo]:
-    r"""Proximal point algorithm: minimise a convex f by repeating its proximal step.
-
-    .. math:: x_{k+1} = \operatorname{prox}_{\lambda f}(x_k)
-
-    Each step decreases f and stays close to the last point; the fixed points are the
-    minimisers of f (Rockafellar 1976; Parikh & Boyd 2014, Sec. 4.1).
-
-    Parameters
-    ----------
-    prox_f : callable
-        ``prox_f(v, lam)`` returns :math:`\operatorname{prox}_{\lambda f}(v)`,
-        e.g. :func:`prox_l1` or ``functools.partial(prox_quadratic, A=A, b=b)``.
-    x0 : array or Tensor, shape (..., n)
-    lam : float
-        The step λ > 0.
-    max_iter : int
-    tol : float
-        Stop when :math:`\|x_{k+1} - x_k\|_\infty \le \mathrm{tol}`.
-
-    callback : callable, optional
-        Called with every new iterate (to watch the algorithm, e.g.
-        ``callback=points.append``).
-
-    Returns
-    -------
-    x : array or Tensor, shape (..., n)
-    info : IterInfo
-        ``residual`` is :math:`\|x_{k+1} - x_k\|_\infty` of the last step.
-    """
-    lam = _check_lam(lam, positive=True)
-    _check_iters(max_iter, tol)
-    x = _float_copy(x0)
-    residual = math.inf
-    for k in range(1, int(max_iter) + 1):
-        x_next = prox_f(x, lam)  # x_{k+1} = prox_{λf}(x_k)
-        residual = _max_abs(x_next - x)
-        x = x_next
-        if callback is not None:
-            callback(x)
-        if residual <= tol:
-            return x, IterInfo(k, True, residual)
-    return x, IterInfo(int(max_iter), False, residual)
-
-
-def ista(
-    grad_f: Callable[[ArrayT], ArrayT],
-    prox_g: Callable[[ArrayT, float], ArrayT],
-    x0: ArrayT,
-    step: float,
-    *,
-    max_iter: int = 10_000,
-    tol: float = 1e-10,
-    callback: Callable[[Any], None] | None = None,
-) -> tuple[ArrayT, IterInfo]:
-    r"""Proximal gradient method (ISTA when g is an ℓ1 penalty) for :math:`\min_x f(x) + g(x)`.
-
-    f is convex with an L-Lipschitz gradient, g convex with a prox:
-
-    .. math:: x_{k+1} = \operatorname{prox}_{t g}\big(x_k - t\,\nabla f(x_k)\big), \qquad 0 < t \le 1/L.
-
-    :math:`F(x_k) - F^\star = O(1/k)` (Beck & Teboulle 2009). For the lasso
-    :math:`\tfrac12\|Ax - b\|^2 + \alpha\|x\|_1`: ``grad_f = lambda x: A.T @ (A @ x - b)``,
-    ``prox_g = lambda v, lam: prox_l1(v, alpha * lam)``, ``step = 1 / ‖A‖₂²``.
-
-    Parameters
-    ----------
-    grad_f : callable
-        x ↦ ∇f(x), shape (..., n) to (..., n).
-    prox_g : callable
-        ``prox_g(v, lam)`` returns :math:`\operatorname{prox}_{\lambda g}(v)`.
-    x0 : array or Tensor, shape (..., n)
-    step : float
-        The step t > 0 (at most 1/L for convergence), also the prox step of g.
-    max_iter : int
-    tol : float
-        Stop when :math:`\|x_{k+1} - x_k\|_\infty \le \mathrm{tol}` (t times the
-        gradient mapping at :math:`x_k`, which is 0 exactly at a minimiser).
-
-    callback : callable, optional
-        Called with every new iterate (to watch the algorithm, e.g.
-        ``callback=points.append``).
-
-    Returns
-    -------
-    x : array or Tensor, shape (..., n)
-    info : IterInfo
-        ``residual`` is :math:`\|x_{k+1} - x_k\|_\infty` of the last step.
-    """
-    step = _check_lam(step, "step", positive=True)
-    _check_iters(max_iter, tol)
-    x = _float_copy(x0)
-    residual = math.inf
-    for k in range(1, int(max_iter) + 1):
-        x_next = prox_g(x - step * grad_f(x), step)  # prox_{tg}(x − t∇f(x))
-        residual = _max_abs(x_next - x)
-        x = x_next
-        if callback is not None:
-            callback(x)
-        if residual <= tol:
-            return x, IterInfo(k, True, residual)
-    return x, IterInfo(int(max_iter), False, residual)
-
-
-def fista(
-    grad_f: Callable[[ArrayT], ArrayT],
-    prox_g: Callable[[ArrayT, float], ArrayT],
-    x0: ArrayT,
-    step: float,
-    *,
-    max_iter: int = 10_000,
-    tol: float = 1e-10,
-    callback: Callable[[Any], None] | None = None,
-) -> tuple[ArrayT, IterInfo]:
-    r"""FISTA: accelerated proximal gradient for :math:`\min_x f(x) + g(x)` (Beck & Teboulle 2009).
-
-    With :math:`y_1 = x_0`, :math:`s_1 = 1`:
-
-    .. math:: x_k = \operatorname{prox}_{t g}\big(y_k - t\,\nabla f(y_k)\big),\quad
-              s_{k+1} = \tfrac12\big(1 + \sqrt{1 + 4 s_k^2}\big),\quad
-              y_{k+1} = x_k + \frac{s_k - 1}{s_{k+1}}\,(x_k - x_{k-1}).
-
-    :math:`F(x_k) - F^\star = O(1/k^2)`, against O(1/k) for :func:`ista`, with the same
-    cost per iteration. The objective need not decrease monotonically.
-
-    Parameters
-    ----------
-    grad_f, prox_g, x0, step
-        As in :func:`ista`.
-    max_iter : int
-    tol : float
-        Stop when :math:`\|x_k - y_k\|_\infty \le \mathrm{tol}`: t times the gradient
-        mapping at the extrapolated point, the same quantity :func:`ista` measures at
-        its iterate, so the two iteration counts compare.
-
-    callback : callable, optional
-        Called with every new iterate (to watch the algorithm, e.g.
-        ``callback=points.append``).
-
-    Returns
-    -------
-    x : array or Tensor, shape (..., n)
-        The last :math:`x_k`.
-    info : IterInfo
-        ``residual`` is :math:`\|x_k - y_k\|_\infty` of the last step.
-    """
-    step = _check_lam(step, "step", positive=True)
-    _check_iters(max_iter, tol)
-    x = _float_copy(x0)
-    y = x
-    s = 1.0
-    residual = math.inf
-    for k in range(1, int(max_iter) + 1):
-        x_next = prox_g(y - step * grad_f(y), step)  # x_k = prox_{tg}(y_k − t∇f(y_k))
-        residual = _max_abs(x_next - y)
-        s_next = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * s * s))  # s_{k+1} = (1 + √(1 + 4s_k²))/2
-        y = x_next + ((s - 1.0) / s_next) * (x_next - x)  # y_{k+1} = x_k + (s_k − 1)/s_{k+1} (x_k − x_{k−1})
-        x, s = x_next, s_next
-        if callback is not None:
-            callback(x)
-        if residual <= tol:
-            return x, IterInfo(k, True, residual)
-    return x, IterInfo(int(max_iter), False, residual)
-
-
-@graded_reference
-def lasso_ista_step(x: ArrayT, A: ArrayLike, b: ArrayLike, alpha: float, step: float) -> ArrayT:
-    r"""One ISTA step on the lasso :math:`F(x) = \tfrac12\|Ax - b\|_2^2 + \alpha\|x\|_1`.
-
-    .. math:: x^+ = \operatorname{prox}_{t\alpha\|\cdot\|_1}\big(x - t\,A^\top(Ax - b)\big)
-              = S_{t\alpha}\big(x - t\,A^\top(Ax - b)\big)
-
-    A gradient step on the smooth part, then soft thresholding at :math:`t\alpha` (the
-    prox step is the gradient step t, so the threshold scales with it). With
-    :math:`t \le 1/\|A\|_2^2` every step decreases F.
-
-    Parameters
-    ----------
-    x : array or Tensor, shape (n,)
-    A : array or Tensor, shape (m, n)
-    b : array or Tensor, shape (m,)
-    alpha : float
-        The ℓ1 weight α ≥ 0.
-    step : float
-        The step t > 0.
-
-    Returns
-    -------
-    array or Tensor, shape (n,)
-    """
-    t, was_numpy = _vector(x, "x")
-    A_t, b_t = _param(A, t, "A"), _param(b, t, "b")
-    if A_t.ndim != 2 or A_t.shape[1] != t.shape[-1] or b_t.shape != A_t.shape[:1]:
-        raise ValueError(f"mismatched shapes: x {tuple(t.shape)}, A {tuple(A_t.shape)}, b {tuple(b_t.shape)}; "
-                         "expected x (n,), A (m, n), b (m,)")
-    step = _check_lam(step, "step", positive=True)
-    alpha = _check_lam(alpha, "alpha")
-    grad = A_t.T @ (A_t @ t - b_t)  # ∇ ½‖Ax − b‖² = Aᵀ(Ax − b)
-    z = t - step * grad  # gradient step
-    x_next = torch.sign(z) * torch.clamp(z.abs() - step * alpha, min=0.0)  # S_{tα}(z)
-    return _restore(x_next, was_numpy)
-
-
-# ----------------------------------------------------------------- lecture dispatchers
 
 _PROXES: dict[str, Callable[..., Any]] = {
     "l1": prox_l1,
     "quadratic": prox_quadratic,
     "l2": prox_l2,
 }
-_SETS: dict[str, Callable[..., Any]] = {
-    "box": project_box,
-    "l2_ball": project_l2_ball,
-    "l1_ball": project_l1_ball,
-    "linf_ball": project_linf_ball,
-    "simplex": project_simplex,
-    "halfspace": project_halfspace,
-    "affine": project_affine,
-}
 PROX_NAMES: tuple[str, ...] = tuple(_PROXES)
-SET_NAMES: tuple[str, ...] = tuple(_SETS)
-
-
-def project_onto(set_name: str, v: ArrayT, **params: Any) -> ArrayT:
-    r"""Projection of v onto a set chosen by name: :math:`\Pi_C(v) = \operatorname{argmin}_{x\in C}\|x - v\|_2`.
-
-    ======================  =====================================  ===========================
-    ``set_name``            the set                                ``params`` (defaults)
-    ======================  =====================================  ===========================
-    ``"box"``               :math:`\ell \le x \le u`               ``lower=0, upper=1``
-    ``"l2_ball"``           :math:`\|x - c\|_2 \le r`              ``radius=1, center=None``
-    ``"l1_ball"``           :math:`\|x - c\|_1 \le r`              ``radius=1, center=None``
-    ``"linf_ball"``         :math:`\|x - c\|_\infty \le r`         ``radius=1, center=None``
-    ``"simplex"``           :math:`x \ge 0,\ \sum x = z`           ``total=1``
-    ``"halfspace"``         :math:`a^\top x \le b`                 ``a, b`` (required)
-    ``"affine"``            :math:`Ax = b`                         ``A, b`` (required)
-    ======================  =====================================  ===========================
-
-    Parameters
-    ----------
-    set_name : str
-        One of :data:`SET_NAMES`.
-    v : array or Tensor, shape (..., n)
-    **params
-        Passed to the projection (``project_<set_name>``).
-
-    Returns
-    -------
-    array or Tensor, shape (..., n)
-
-    Raises
-    ------
-    ValueError
-        An unknown name (the message lists the valid ones), or what the projection raises.
-    """
-    if set_name not in _SETS:
-        raise ValueError(f"unknown set name {set_name!r}; valid names: {', '.join(SET_NAMES)}")
-    return _SETS[set_name](v, **params)
 
 
 def prox_of(name: str, v: ArrayT, lam: float, **params: Any) -> ArrayT:
@@ -1139,9 +371,9 @@ def prox_of(name: str, v: ArrayT, lam: float, **params: Any) -> ArrayT:
     """
     if name in _PROXES:
         return _PROXES[name](v, lam, **params)
-    if name in _SETS:
-        _check_lam(lam)
-        return _SETS[name](v, **params)
+    if name in PROJECTIONS:
+        check_lam(lam)
+        return PROJECTIONS[name](v, **params)
     raise ValueError(f"unknown prox name {name!r}; valid names: {', '.join(PROX_NAMES + SET_NAMES)}")
 
 
@@ -1167,9 +399,267 @@ def prox_path(name: str, v: ArrayT, lams: Sequence[float] | np.ndarray | Tensor,
     -------
     array or Tensor, shape (L, ..., n)
     """
-    t, was_numpy = _as_tensor(v)
+    t: Tensor
+    t, was_numpy = as_array(v)
     raw = lams.detach().cpu().numpy() if isinstance(lams, Tensor) else lams
     steps = [float(lam) for lam in np.asarray(raw, dtype=np.float64).reshape(-1)]
     if not steps:
-        return _restore(t.new_zeros((0, *t.shape)), was_numpy)
-    return _restore(torch.stack([prox_of(name, t, lam, **params) for lam in steps]), was_numpy)
+        return restore(t.new_zeros((0, *t.shape)), was_numpy)
+    return restore(torch.stack([prox_of(name, t, lam, **params) for lam in steps]), was_numpy)
+
+
+# ------------------------------------------------------------ values, gradients, envelopes
+
+
+def value_of(name: str, x: ArrayT, **params: Any) -> ArrayT:
+    r"""The function f of :func:`prox_of` at x: :math:`\|x\|_1`, :math:`\|x\|_2`,
+    :math:`\tfrac12 x^\top A x + b^\top x`, or the indicator of a set (0 on C, +∞ off it).
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PROX_NAMES` or :data:`SET_NAMES`.
+    x : array or Tensor, shape (..., n)
+    **params
+        ``A`` and ``b`` for the quadratic (defaults I and 0); a set's parameters.
+
+    Returns
+    -------
+    array or Tensor, shape (...)
+        For a set, 0 where the projection leaves x in place (to 1e-12 relative) and +∞ elsewhere.
+    """
+    t, was_numpy = vector(x, "x")
+    if name == "l1":
+        return restore(t.abs().sum(dim=-1), was_numpy)  # ‖x‖₁
+    if name == "l2":
+        return restore(torch.linalg.vector_norm(t, dim=-1), was_numpy)  # ‖x‖₂
+    if name == "quadratic":
+        A, b = params.get("A"), params.get("b")
+        quad = (t * t).sum(dim=-1) if A is None else ((t @ param(A, t, "A")) * t).sum(dim=-1)  # xᵀAx
+        lin = torch.zeros_like(quad) if b is None else (t * param(b, t, "b")).sum(dim=-1)  # bᵀx
+        return restore(0.5 * quad + lin, was_numpy)  # ½xᵀAx + bᵀx
+    if name in PROJECTIONS:
+        gap = (PROJECTIONS[name](t, **params) - t).abs().amax(dim=-1)
+        inside = gap <= 1e-12 * (1.0 + t.abs().amax(dim=-1))
+        return restore(torch.where(inside, torch.zeros_like(gap), torch.full_like(gap, torch.inf)), was_numpy)
+    raise ValueError(f"unknown name {name!r}; valid names: {', '.join(PROX_NAMES + SET_NAMES)}")
+
+
+def gradient_of(name: str, x: ArrayT, **params: Any) -> ArrayT:
+    r"""The gradient of f at x, or at a kink its minimum-norm subgradient; what an explicit step uses.
+
+    ``"quadratic"``: :math:`Ax + b`; ``"l1"``: :math:`\operatorname{sign}(x)` (0 where
+    :math:`x_i = 0`); ``"l2"``: :math:`x/\|x\|_2` (0 at x = 0). The explicit (sub)gradient
+    step :math:`x - \lambda\,\nabla f(x)` is what :func:`prox_of` replaces by the implicit one.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`PROX_NAMES` (an indicator has no gradient step: it is +∞ off C).
+    x : array or Tensor, shape (..., n)
+    **params
+        ``A`` and ``b`` for the quadratic.
+
+    Returns
+    -------
+    array or Tensor, shape (..., n)
+    """
+    t, was_numpy = vector(x, "x")
+    if name == "l1":
+        return restore(torch.sign(t), was_numpy)  # sign(x)
+    if name == "l2":
+        norm = torch.linalg.vector_norm(t, dim=-1, keepdim=True)
+        return restore(t / norm.clamp_min(torch.finfo(t.dtype).tiny), was_numpy)  # x/‖x‖ (0 at 0)
+    if name == "quadratic":
+        A, b = params.get("A"), params.get("b")
+        g = t if A is None else t @ param(A, t, "A").T  # Ax
+        return restore(g if b is None else g + param(b, t, "b"), was_numpy)  # Ax + b
+    if name in PROJECTIONS:
+        raise ValueError(f"{name!r} is a set: its indicator is +inf outside it and has no gradient step")
+    raise ValueError(f"unknown function name {name!r}; valid names: {', '.join(PROX_NAMES)}")
+
+
+def moreau_envelope(name: str, v: ArrayT, lam: float, **params: Any) -> ArrayT:
+    r"""The Moreau envelope :math:`M_{\lambda f}(v) = \min_x f(x) + \frac{1}{2\lambda}\|x - v\|_2^2`.
+
+    The minimum is attained at the prox, so
+    :math:`M_{\lambda f}(v) = f(p) + \|p - v\|^2/(2\lambda)` with
+    :math:`p = \operatorname{prox}_{\lambda f}(v)`. It is a smooth lower approximation of f
+    with the same minimisers: convex, :math:`M_{\lambda f} \le f`, differentiable with the
+    (1/λ)-Lipschitz gradient of :func:`moreau_envelope_gradient`, and → f as λ → 0. For
+    :math:`f = |x|` it is the Huber function; for an indicator, :math:`\operatorname{dist}_C^2/(2\lambda)`.
+    Parikh & Boyd 2014, §3.1.
+
+    Parameters
+    ----------
+    name : str
+        As in :func:`prox_of`.
+    v : array or Tensor, shape (..., n)
+    lam : float
+        λ > 0.
+    **params
+        As in :func:`prox_of`.
+
+    Returns
+    -------
+    array or Tensor, shape (...)
+    """
+    lam = check_lam(lam, positive=True)
+    t, was_numpy = vector(v)
+    p = prox_of(name, t, lam, **params)
+    fp = torch.zeros_like(p[..., 0]) if name in PROJECTIONS else value_of(name, p, **params)  # f(p); 0 on C
+    return restore(fp + ((p - t) ** 2).sum(dim=-1) / (2.0 * lam), was_numpy)  # f(p) + ‖p − v‖²/(2λ)
+
+
+def moreau_envelope_gradient(name: str, v: ArrayT, lam: float, **params: Any) -> ArrayT:
+    r"""The gradient of the Moreau envelope, :math:`\nabla M_{\lambda f}(v) = (v - \operatorname{prox}_{\lambda f}(v))/\lambda`.
+
+    It exists everywhere even when f has kinks, and it is (1/λ)-Lipschitz because the prox is
+    firmly non-expansive. Read backwards, :math:`\operatorname{prox}_{\lambda f}(v) = v - \lambda\nabla M_{\lambda f}(v)`:
+    the prox step is a gradient step of size λ on the envelope, which is why the proximal
+    point method minimises f. For :math:`f = |x|` it is :math:`\operatorname{clip}(v/\lambda, -1, 1)`.
+
+    Parameters
+    ----------
+    name : str
+        As in :func:`prox_of`.
+    v : array or Tensor, shape (..., n)
+    lam : float
+        λ > 0.
+
+    Returns
+    -------
+    array or Tensor, shape (..., n)
+    """
+    lam = check_lam(lam, positive=True)
+    t, was_numpy = vector(v)
+    return restore((t - prox_of(name, t, lam, **params)) / lam, was_numpy)  # (v − prox_{λf}(v))/λ
+
+
+# ------------------------------------------------------------------------- prox calculus
+
+
+def prox_separable(proxes: Sequence[Callable[[Any, float], Any]], sizes: Sequence[int]) -> Callable[[ArrayT, float], ArrayT]:
+    r"""The prox of a separable sum :math:`f(x) = \sum_j f_j(x_{[j]})`, block by block.
+
+    .. math:: \operatorname{prox}_{\lambda f}(v) = \big(\operatorname{prox}_{\lambda f_1}(v_{[1]}),\ \dots,\
+              \operatorname{prox}_{\lambda f_m}(v_{[m]})\big)
+
+    The prox objective splits into one independent problem per block. Soft thresholding is
+    the case of n blocks of size 1. Parikh & Boyd 2014, §2.1.
+
+    Parameters
+    ----------
+    proxes : sequence of callables
+        ``prox_j(v_block, lam)``, each mapping shape (..., n_j) to the same shape.
+    sizes : sequence of int
+        The block sizes n_j ≥ 1; they split the last dimension of v in order.
+
+    Returns
+    -------
+    callable
+        ``prox(v, lam)`` for v of shape (..., Σ n_j).
+    """
+    if len(proxes) != len(sizes) or not proxes:
+        raise ValueError(f"need one block size per prox and at least one of each, got {len(proxes)} and {len(sizes)}")
+    if any(int(n) < 1 for n in sizes):
+        raise ValueError(f"block sizes must be >= 1, got {list(sizes)}")
+    bounds = np.cumsum([0, *[int(n) for n in sizes]])
+
+    def prox(v: Any, lam: float) -> Any:
+        t, was_numpy = vector(v)
+        if t.shape[-1] != bounds[-1]:
+            raise ValueError(f"mismatched shapes: v has {t.shape[-1]} entries, the blocks {bounds[-1]}")
+        blocks = [restore(t[..., lo:hi], was_numpy) for lo, hi in itertools.pairwise(bounds)]
+        parts = [prox_j(block, lam) for prox_j, block in zip(proxes, blocks)]  # one prox per block
+        return np.concatenate(parts, axis=-1) if was_numpy else torch.cat(parts, dim=-1)
+
+    return prox
+
+
+def prox_affine(prox_phi: Callable[[Any, float], Any], A: ArrayLike | float, b: ArrayLike | float = 0.0) -> Callable[[ArrayT, float], ArrayT]:
+    r"""The prox of :math:`f(x) = \varphi(Ax + b)` when :math:`AA^\top = \alpha I` (scaling, shifts, rotations).
+
+    .. math:: \operatorname{prox}_{\lambda f}(v) = v - \frac1\alpha A^\top\Big(Av + b
+              - \operatorname{prox}_{\alpha\lambda\varphi}(Av + b)\Big)
+
+    For a scalar A = a ≠ 0 (so α = a²) this is
+    :math:`\operatorname{prox}_{\lambda f}(v) = \big(\operatorname{prox}_{a^2\lambda\varphi}(av + b) - b\big)/a`.
+    Together with :math:`\operatorname{prox}_{\lambda(c\varphi)} = \operatorname{prox}_{(c\lambda)\varphi}`
+    (c > 0) and :math:`\operatorname{prox}_{\lambda(\varphi + u^\top x)}(v) = \operatorname{prox}_{\lambda\varphi}(v - \lambda u)`,
+    these rules turn a few closed forms into many. Parikh & Boyd 2014, §2.2; Beck 2017, Thm. 6.15.
+
+    Parameters
+    ----------
+    prox_phi : callable
+        ``prox_phi(w, lam)`` for φ, on arrays of shape (..., m).
+    A : float or array of shape (m, n)
+        A scalar a ≠ 0 (then m = n), or a matrix with orthogonal rows of equal squared norm α.
+    b : float or array of shape (m,)
+
+    Returns
+    -------
+    callable
+        ``prox(v, lam)`` for v of shape (..., n).
+    """
+    A_np = np.asarray(A, dtype=np.float64)
+    if A_np.ndim == 0:
+        if A_np == 0 or not np.isfinite(A_np):
+            raise ValueError(f"a scalar A must be finite and nonzero, got {float(A_np)}")
+        alpha = float(A_np) ** 2
+    else:
+        if A_np.ndim != 2 or A_np.shape[0] == 0:
+            raise ValueError(f"A must be a scalar or a matrix of shape (m, n), got shape {A_np.shape}")
+        gram = A_np @ A_np.T
+        alpha = float(np.mean(np.diag(gram)))
+        if alpha <= 0 or not np.allclose(gram, alpha * np.eye(A_np.shape[0]), rtol=1e-10, atol=1e-12 * alpha):
+            raise ValueError("A must satisfy A Aᵀ = α I with α > 0 (orthogonal rows of equal length)")
+
+    def prox(v: ArrayT, lam: float) -> ArrayT:
+        lam = check_lam(lam)
+        t, was_numpy = vector(v)
+        M, shift = param(A_np, t, "A"), param(b, t, "b")
+        w = M * t + shift if M.ndim == 0 else t @ M.T + shift  # Av + b
+        inner, _ = as_array(prox_phi(restore(w, was_numpy), alpha * lam), "prox_phi(...)")  # prox_{αλφ}(Av + b)
+        inner = inner.to(device=t.device, dtype=t.dtype)
+        correction = (w - inner) * M if M.ndim == 0 else (w - inner) @ M  # Aᵀ(Av + b − prox)
+        return restore(t - correction / alpha, was_numpy)
+
+    return prox
+
+
+def kl_prox_linear(v: ArrayT, grad: ArrayT, lam: float) -> ArrayT:
+    r"""The Bregman (mirror-descent) proximal step of a linear function on the simplex, with the KL divergence.
+
+    .. math:: x^+ = \operatorname*{argmin}_{x \in \Delta}\ \langle g, x\rangle + \frac1\lambda\,\mathrm{KL}(x\,\|\,v)
+              \quad\Longrightarrow\quad x^+_i = \frac{v_i\, e^{-\lambda g_i}}{\sum_j v_j\, e^{-\lambda g_j}}
+
+    The Euclidean prox of a linear function on the simplex is the projected gradient step
+    :math:`\Pi_\Delta(v - \lambda g)`; replacing :math:`\tfrac12\|x - v\|^2` by
+    :math:`\mathrm{KL}(x\|v)` gives this multiplicative update (exponentiated gradient),
+    which never leaves the interior of the simplex and never sets a probability to 0.
+    Near v, :math:`\mathrm{KL}(x\|v) \approx \tfrac12 (x - v)^\top \operatorname{diag}(1/v) (x - v)`,
+    the Fisher metric, so a KL budget δ plays the role of :math:`\rho^2/2` in a Euclidean
+    trust region. Computed as a softmax of :math:`\log v - \lambda g`. Beck & Teboulle 2003,
+    "Mirror Descent and Nonlinear Projected Subgradient Methods for Convex Optimization".
+
+    Parameters
+    ----------
+    v : array or Tensor, shape (..., n)
+        A point of the simplex with v > 0 (zeros stay zero).
+    grad : array or Tensor, shape (..., n)
+        g, the gradient of the linear function.
+    lam : float
+        λ ≥ 0.
+
+    Returns
+    -------
+    array or Tensor, shape (..., n)
+    """
+    t, was_numpy = vector(v)
+    g = param(grad, t, "grad")
+    check_finite(g, "grad")
+    lam = check_lam(lam)
+    if bool((t < 0).any()):
+        raise ValueError("v must be a probability vector: it has a negative entry")
+    return restore(torch.softmax(torch.log(t) - lam * g, dim=-1), was_numpy)  # v e^{−λg} / Σ v e^{−λg}

@@ -3,8 +3,10 @@ none computes and plots at once. Drawing functions take the matplotlib ``Figure`
 ``Axes`` to draw on and return the axes, so tests can read what was drawn.
 
 A few small data functions (:func:`prox_field`, :func:`prox_scene`, :func:`level_grid`,
-:func:`set_outline`) prepare the arrays a figure needs, calling :mod:`rlteach.prox` for the
-math; they return numpy arrays and draw nothing."""
+:func:`set_outline`, :func:`step_comparison`, :func:`sent_to_zero`, :func:`histogram_view`)
+prepare the arrays a figure needs, calling :mod:`rlteach.prox` for the math, and
+:func:`prox_readout`, :func:`explorer_title` and :func:`format_number` turn results into
+text; they return arrays or strings and draw nothing."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 
-from rlteach.importance import GaussianISExperiment
-from rlteach.prox import PROX_NAMES, SET_NAMES, prox_of, prox_path
+from rlteach.importance import GaussianISExperiment, ISTheory
+from rlteach.projections import SET_NAMES
+from rlteach.prox import PROX_NAMES, gradient_of, prox_of, prox_path, value_of
 
 TARGET_COLOR, PROPOSAL_COLOR = "tab:red", "tab:blue"
 POINT_COLOR, PROX_COLOR, SET_COLOR = "tab:blue", "tab:red", "tab:green"  # v, prox_{λf}(v), the set C
@@ -35,41 +38,166 @@ def source_markdown(fn: Callable) -> str:
     return f"```python\n{inspect.getsource(getattr(fn, '__graded_code__', fn))}```"
 
 
+def format_number(x: float, digits: int = 3) -> str:
+    """A number for a label or a readout: ``digits`` significant digits, and ∞ for infinity."""
+    return ("−∞" if x < 0 else "∞") if math.isinf(x) else f"{x:.{digits}g}"
+
+
 def _gaussian_pdf(x: np.ndarray, mean: float, std: float) -> np.ndarray:
     return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
 
 
+class HistogramView(NamedTuple):
+    """Bins for histograms of heavy-tailed estimates, and what falls outside them (see :func:`histogram_view`)."""
+
+    edges: np.ndarray  # (B + 1,) bin edges spanning the view
+    below: tuple[int, ...]  # per series: how many values lie left of the view
+    above: tuple[int, ...]  # per series: how many values lie right of the view
+    largest: tuple[float, ...]  # per series: its largest value (shown in the legend when it is cut off)
+
+
+def histogram_view(series: Sequence[np.ndarray], *, bins: int = 40, coverage: float = 0.96) -> HistogramView:
+    """Bins that show the bulk of several samples, with a count of what lies outside.
+
+    The view runs from the smallest to the largest of the per-series quantiles
+    ``(1 - coverage)/2`` and ``(1 + coverage)/2``, so one huge value cannot squeeze the
+    rest into a single bin; the values outside are counted, so a figure can say so
+    instead of dropping them (:func:`draw_is_experiment` piles them into the edge bins).
+
+    Returns
+    -------
+    HistogramView
+    """
+    arrays = [np.asarray(x, dtype=np.float64).ravel() for x in series]
+    lo = min(float(np.quantile(x, (1 - coverage) / 2)) for x in arrays)
+    hi = max(float(np.quantile(x, (1 + coverage) / 2)) for x in arrays)
+    if not hi > lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return HistogramView(np.linspace(lo, hi, int(bins) + 1), tuple(int((x < lo).sum()) for x in arrays),
+                         tuple(int((x > hi).sum()) for x in arrays), tuple(float(x.max()) for x in arrays))
+
+
 def draw_is_experiment(fig: Figure, result: GaussianISExperiment, target: tuple[float, float],
-                       proposal: tuple[float, float]) -> tuple[Axes, Axes]:
+                       proposal: tuple[float, float], *, theory: ISTheory | None = None,
+                       title: str | None = None) -> tuple[Axes, Axes]:
     """Left: the densities p and q and the weight p/q. Right: histograms of the ordinary
-    and weighted estimates across repeats, the truth, and the mean ESS in the title."""
+    and weighted estimates across repeats, and the truth.
+
+    Nothing is dropped: estimates outside the view of :func:`histogram_view` are piled
+    into its first or last bin, and each legend entry says how many (and the largest
+    value). With ``theory`` the legend shows the exact sd of the ordinary estimate beside
+    the sd measured over the repeats. The right title is ``title`` or the repeats, the
+    mean ESS and n.
+    """
     fig.clear()
     left, right = fig.subplots(1, 2)
     lo = min(target[0] - 4 * target[1], proposal[0] - 4 * proposal[1])
     hi = max(target[0] + 4 * target[1], proposal[0] + 4 * proposal[1])
     x = np.linspace(lo, hi, 400)
     p, q = _gaussian_pdf(x, *target), _gaussian_pdf(x, *proposal)
-    left.plot(x, p, color=TARGET_COLOR, label="target p")
-    left.plot(x, q, color=PROPOSAL_COLOR, label="proposal q")
+    left.plot(x, p, color=TARGET_COLOR, label=f"target p = N({target[0]:g}, {target[1]:g}²)")
+    left.plot(x, q, color=PROPOSAL_COLOR, label=f"proposal q = N({proposal[0]:g}, {proposal[1]:g}²)")
+    left.set_xlabel("x")
+    left.set_ylabel("density")
     twin = left.twinx()
-    twin.plot(x, p / q, color="gray", linestyle="--", label="weight p/q")
+    twin.plot(x, p / q, color="gray", linestyle="--", label="weight p/q (right axis)")
     twin.set_yscale("log")
     twin.set_ylabel("p/q (log scale)")
-    left.set_xlabel("x")
-    left.legend(loc="upper left", fontsize="small")
-    left.set_title("densities and importance weight")
+    handles = left.get_lines() + twin.get_lines()
+    left.legend(handles, [h.get_label() for h in handles], loc="upper center", bbox_to_anchor=(0.5, -0.2),
+                fontsize="small")
+    left.set_title("the weight is large where q is thin under p", fontsize="medium")
     ordinary, weighted = result.ordinary.numpy(), result.weighted.numpy()
-    span = np.concatenate([weighted, np.clip(ordinary, *np.percentile(ordinary, [1, 99]))])
-    bins = np.linspace(span.min(), span.max(), 40) if np.ptp(span) > 0 else 40
-    right.hist(ordinary, bins=bins, alpha=0.5, color=PROPOSAL_COLOR, label=f"ordinary (sd {ordinary.std():.3f})")
-    right.hist(weighted, bins=bins, alpha=0.5, color="tab:green", label=f"weighted (sd {weighted.std():.3f})")
+    view = histogram_view([ordinary, weighted])
+    edge_lo, edge_hi = view.edges[0], view.edges[-1]
+    for i, (values, name, color) in enumerate(((ordinary, "ordinary", PROPOSAL_COLOR), (weighted, "weighted", "tab:green"))):
+        label = f"{name}: sd {values.std(ddof=1):.3g}"
+        if name == "ordinary" and theory is not None:
+            label += f" (exact {format_number(theory.ordinary_sd)})"
+        outside = view.below[i] + view.above[i]
+        if outside:
+            label += f"; {outside} piled into the edge bins (max {view.largest[i]:.3g})"
+        right.hist(np.clip(values, edge_lo, edge_hi), bins=view.edges, alpha=0.5, color=color, label=label)
     right.axvline(result.truth, color=TARGET_COLOR, label=f"truth E_p[x] = {result.truth:g}")
     right.set_xlabel("estimate of E_p[x]")
-    right.legend(fontsize="small")
-    right.set_title(f"{len(ordinary)} repeats: mean ESS {result.ess.mean().item():.1f} of n = {result.n}")
+    right.set_ylabel("repeats")
+    right.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    right.set_title(title or f"{len(ordinary)} repeats: mean ESS {result.ess.mean().item():.1f} of n = {result.n}",
+                    fontsize="medium")
     fig.tight_layout()
     return left, right
 
+
+def draw_curves(ax: Axes, x: np.ndarray, curves: Mapping[str, np.ndarray], *, xlabel: str, ylabel: str, title: str,
+                styles: Mapping[str, Mapping[str, Any]] | None = None, logx: bool = False, logy: bool = False,
+                legend: str = "best") -> Axes:
+    """Curves y(x) with labelled axes, a legend entry for each curve, and a title.
+
+    Parameters
+    ----------
+    ax : Axes
+    x : array, shape (K,)
+    curves : mapping from a label to an array of shape (K,)
+        One line per entry; the label is its legend entry. NaN leaves a gap.
+    xlabel, ylabel, title : str
+        Required, so that no figure goes without them.
+    styles : mapping from a label to keyword arguments of ``ax.plot``, optional
+    logx, logy : bool
+        Logarithmic axes.
+    legend : str
+        The legend's ``loc``.
+    """
+    for label, y in curves.items():
+        ax.plot(x, np.asarray(y, dtype=np.float64), label=label, **dict((styles or {}).get(label, {})))
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    options: dict[str, Any] = {"fontsize": "small", "loc": legend}
+    ax.legend(**options)
+    return ax
+
+
+def draw_running_estimates(ax: Axes, runs: Mapping[str, np.ndarray], truth: float, *, points: int = 400,
+                           title: str = "", xlabel: str = "draws", ylabel: str = "estimate",
+                           linewidths: Mapping[str, float] | None = None) -> Axes:
+    """Estimates after k draws against k (log axis), several runs per estimator.
+
+    Parameters
+    ----------
+    ax : Axes
+    runs : mapping from a label to an array of shape (R, N)
+        R runs of N running estimates each (:func:`rlteach.importance.running_estimates`);
+        all runs of a label share its colour and its one legend entry. Later labels are
+        drawn on top.
+    truth : float
+        Drawn as a dashed black line under the estimates.
+    points : int
+        Each curve is drawn through about this many log-spaced k (every k up to
+        ``points``/10, then geometric steps), so a million draws stay light to draw.
+    linewidths : mapping from a label to a width, optional
+        Default 0.9.
+    """
+    ax.axhline(truth, color="black", linestyle="--", linewidth=1.0, label=f"truth {truth:g}", zorder=1)
+    for i, (label, values) in enumerate(runs.items()):
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        n = values.shape[-1]
+        k = np.unique(np.concatenate([np.arange(1, min(n, max(points // 10, 1)) + 1),
+                                      np.geomspace(1, n, int(points)).astype(int)]))
+        width = (linewidths or {}).get(label, 0.9)
+        for r, row in enumerate(values):
+            ax.plot(k, row[k - 1], color=f"C{i}", linewidth=width, alpha=0.8, label=label if r == 0 else None,
+                    zorder=2 + i)
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small")
+    return ax
 
 
 # ------------------------------------------------------------- proximal operators: data
@@ -346,11 +474,11 @@ def set_outline(set_name: str, extent: float = 3.0, *, resolution: int = 181, **
     if set_name == "halfspace":
         if "a" not in params or "b" not in params:
             raise ValueError("the half-space needs its parameters a (shape (2,)) and b (a number)")
-        a, b = np.asarray(params["a"], dtype=np.float64), float(params["b"])
+        a, offset = np.asarray(params["a"], dtype=np.float64), float(params["b"])
         if a.shape != (2,) or not a.any():
             raise ValueError(f"a must be a nonzero vector of shape (2,), got {a}")
-        region = _clip_polygon(_square(extent), a, b)
-        return SetOutline(region, _on_line(region, a, b))
+        region = _clip_polygon(_square(extent), a, offset)
+        return SetOutline(region, _on_line(region, a, offset))
     if "A" not in params or "b" not in params:
         raise ValueError("the affine set needs its parameters A (shape (1, 2) or (2, 2)) and b")
     A = np.atleast_2d(np.asarray(params["A"], dtype=np.float64))
@@ -444,9 +572,8 @@ def draw_level_sets(ax: Axes, levels: LevelGrid, *, count: int = 12, heights: Se
         The legend entry of the contours (None: none).
     """
     values = levels.values
-    if heights is None:
-        heights = np.linspace(values.min(), values.max(), count + 2)[1:-1]
-    ax.contour(levels.xs, levels.ys, values, levels=np.sort(np.asarray(heights, dtype=np.float64)), colors="0.65",
+    chosen = np.linspace(values.min(), values.max(), count + 2)[1:-1] if heights is None else np.asarray(heights)
+    ax.contour(levels.xs, levels.ys, values, levels=np.sort(np.asarray(chosen, dtype=np.float64)), colors="0.65",
                linewidths=0.8, zorder=1)
     if label:
         ax.plot([], [], color="0.65", linewidth=0.8, label=label)  # a legend entry for the contours
@@ -536,14 +663,27 @@ def scene_title(scene: ProxScene) -> str:
     return f"{FUNCTION_LABELS[scene.name]},  λ = {scene.lam:.3g}"
 
 
-def draw_prox_scene(ax: Axes, scene: ProxScene, *, legend: bool = True, title: str | None = None) -> Axes:
+def sent_to_zero(field: ProxField) -> np.ndarray:
+    """Which points the operator sends onto a coordinate axis: a coordinate of x exactly 0 where v's was not.
+
+    Returns
+    -------
+    np.ndarray of bool, shape (m,)
+    """
+    return ((field.x == 0) & (field.v != 0)).any(axis=-1)
+
+
+def draw_prox_scene(ax: Axes, scene: ProxScene, *, legend: bool = True, title: str | None = None,
+                    mark_zeros: bool = False) -> Axes:
     """The figure "evaluating a proximal operator at various points" for a :class:`ProxScene`.
 
     Gray level sets of f (or the set C, shaded, with its boundary), the grid's blue points
     v with arrows to their red proximal points, and the highlighted v (large blue dot) with
-    a bold arrow to its prox (large red dot) and, dotted, the path its prox takes as the
-    step grows from 0 to λ. Lines carry the labels ``"highlighted v"``,
-    ``"highlighted prox"`` and ``"path as λ grows"`` so that tests can find them. The
+    a bold arrow to its prox (large red dot) and, as a dotted orange line of one dot per step
+    μ on top of the arrow, the path its prox takes as μ grows from 0 to λ. Lines carry the labels
+    ``"highlighted v"``, ``"highlighted prox"`` and ``"path as λ grows"`` so that tests can
+    find them. With ``mark_zeros`` the red points that landed exactly on an axis (see
+    :func:`sent_to_zero`) are ringed, under the label ``"sent exactly onto an axis"`` (no entry when there are none). The
     title is :func:`scene_title` unless ``title`` is given; the legend sits to the right.
     """
     if scene.levels is not None:
@@ -551,11 +691,16 @@ def draw_prox_scene(ax: Axes, scene: ProxScene, *, legend: bool = True, title: s
     if scene.outline is not None:
         draw_set(ax, scene.outline, label=f"C = {SET_LABELS[scene.name]}")
     draw_prox_field(ax, scene.field)
+    on_axis = scene.field.x[sent_to_zero(scene.field)] if mark_zeros else np.zeros((0, 2))
+    if len(on_axis):
+        ax.plot(on_axis[:, 0], on_axis[:, 1], "o", markersize=10, markerfacecolor="none", markeredgecolor="black",
+                markeredgewidth=1.2, label="sent exactly onto an axis", zorder=4.5)
     v, x = scene.point.v[0], scene.point.x[0]
-    ax.plot(scene.path[:, 0], scene.path[:, 1], ":", color="black", linewidth=1.5, label="path as λ grows", zorder=5)
     ax.annotate("", xy=(x[0], x[1]), xytext=(v[0], v[1]), zorder=6,
-                arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 2.0, "shrinkA": 5, "shrinkB": 5,
-                            "mutation_scale": 16})
+                arrowprops={"arrowstyle": "-|>", "color": "black", "linewidth": 1.5, "shrinkA": 6, "shrinkB": 6,
+                            "mutation_scale": 14, "alpha": 0.8})
+    ax.plot(scene.path[:, 0], scene.path[:, 1], linestyle="none", marker="o", markersize=3.5, color="tab:orange",
+            label="path as λ grows", zorder=6.5)
     ax.plot([v[0]], [v[1]], "o", color=POINT_COLOR, markersize=11, markeredgecolor="black", label="highlighted v",
             zorder=7)
     ax.plot([x[0]], [x[1]], "o", color=PROX_COLOR, markersize=11, markeredgecolor="black",
@@ -572,7 +717,126 @@ def draw_prox_scene(ax: Axes, scene: ProxScene, *, legend: bool = True, title: s
     return ax
 
 
-def draw_objective_gaps(ax: Axes, gaps: Mapping[str, np.ndarray], *, rates: bool = True) -> Axes:
+class StepComparison(NamedTuple):
+    """Explicit (sub)gradient steps against prox steps from one point (see :func:`step_comparison`)."""
+
+    name: str  # a name of PROX_NAMES
+    lam: float  # the step λ of both
+    explicit: np.ndarray  # (K + 1, n): x₀ = v, x_{k+1} = x_k − λ∇f(x_k)
+    implicit: np.ndarray  # (K + 1, n): x₀ = v, x_{k+1} = prox_{λf}(x_k)
+    f_explicit: np.ndarray  # (K + 1,) f along the explicit steps
+    f_implicit: np.ndarray  # (K + 1,) f along the prox steps
+    lipschitz: float | None  # L of ∇f for the quadratic (the largest eigenvalue of A); None for the norms
+
+
+def step_comparison(name: str, lam: float, point: tuple[float, ...] | np.ndarray, *, steps: int = 10,
+                    **params: Any) -> StepComparison:
+    r"""K explicit steps :math:`x - \lambda
+abla f(x)` and K implicit (prox) steps from the same point.
+
+    For the quadratic with :math:`L = \lambda_{\max}(A)`, the explicit step multiplies the
+    error :math:`x - x^\star` by :math:`I - \lambda A`, whose largest |eigenvalue| exceeds 1
+    when λ > 2/L: the iterates diverge. The prox step multiplies it by
+    :math:`(I + \lambda A)^{-1}`, a contraction for every λ > 0. For the norms the explicit step
+    uses the minimum-norm subgradient (:func:`rlteach.prox.gradient_of`), which overshoots the
+    kink at 0 instead of stopping there.
+
+    Parameters
+    ----------
+    name : str
+        One of ``PROX_NAMES`` (an indicator has no explicit step).
+    lam : float
+        λ ≥ 0.
+    point : array, shape (n,)
+    steps : int
+        K ≥ 1.
+    **params
+        ``A``, ``b`` for the quadratic.
+
+    Returns
+    -------
+    StepComparison
+    """
+    if name not in PROX_NAMES:
+        raise ValueError(f"no explicit step for {name!r}; valid names: {', '.join(PROX_NAMES)}")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    x_exp = x_imp = np.array(point, dtype=np.float64)
+    explicit, implicit = [x_exp], [x_imp]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for _ in range(int(steps)):
+            x_exp = x_exp - lam * gradient_of(name, x_exp, **params) if np.isfinite(x_exp).all() else x_exp
+            x_imp = prox_of(name, x_imp, lam, **params)
+            explicit.append(x_exp)
+            implicit.append(x_imp)
+    explicit_arr, implicit_arr = np.array(explicit), np.array(implicit)
+    lipschitz = None
+    if name == "quadratic":
+        A = np.eye(explicit_arr.shape[-1]) if params.get("A") is None else np.asarray(params["A"], dtype=np.float64)
+        lipschitz = float(np.linalg.eigvalsh(A).max())  # L = λ_max(A)
+    return StepComparison(name, float(lam), explicit_arr, implicit_arr, value_of(name, explicit_arr, **params),
+                          value_of(name, implicit_arr, **params), lipschitz)
+
+
+def prox_readout(scene: ProxScene, comparison: StepComparison | None = None, **params: Any) -> str:
+    r"""The numbers that move with the sliders, as one line of text.
+
+    f at v and at its prox, and the length of the step :math:`\|\operatorname{prox}_{\lambda f}(v) - v\|`;
+    for an indicator, whether v lies in C. With a :class:`StepComparison`: f after K explicit
+    and K prox steps, and for the quadratic L and the stability limit 2/L of the explicit step.
+    """
+    v, x = scene.point.v[0], scene.point.x[0]
+    step = float(np.linalg.norm(x - v))
+    if scene.outline is not None:
+        where = "v ∈ C, so Π_C(v) = v" if step == 0 else f"v ∉ C: ‖Π_C(v) − v‖ = {step:.3g} = dist(v, C)"
+        return f"λ = {scene.lam:.3g} (no effect on a projection); {where}"
+    fv, fx = (float(value_of(scene.name, p, **params)) for p in (v, x))
+    text = f"λ = {scene.lam:.3g}: f(v) = {fv:.3g}, f(prox) = {fx:.3g}, ‖prox − v‖ = {step:.3g}"
+    if comparison is not None:
+        k = len(comparison.explicit) - 1
+        text += (f". After {k} steps: f = {format_number(float(comparison.f_explicit[-1]))} explicit, "
+                 f"{format_number(float(comparison.f_implicit[-1]))} prox")
+        if comparison.lipschitz is not None:
+            limit = 2.0 / comparison.lipschitz
+            verdict = "diverges" if comparison.lam > limit else "is stable"
+            text += f"; L = {comparison.lipschitz:.3g}, the explicit step {verdict} (λ {'>' if comparison.lam > limit else '≤'} 2/L = {limit:.3g})"
+    return text
+
+
+def explorer_title(scene: ProxScene, comparison: StepComparison | None = None) -> str:
+    """The explorer's title: :func:`scene_title` and the point the current setting makes.
+
+    ℓ1 and ℓ2: how many grid points land exactly on an axis; the quadratic (with a
+    :class:`StepComparison`): whether the explicit steps diverge, λ against 2/L; a set: the
+    title of :func:`scene_title` alone.
+    """
+    title = scene_title(scene)
+    if scene.outline is not None:
+        return title
+    if comparison is not None and comparison.lipschitz is not None:
+        limit = 2.0 / comparison.lipschitz
+        verdict = "explicit steps diverge" if scene.lam > limit else "explicit steps converge"
+        return f"{title}: {verdict} (2/L = {limit:.2f})"
+    zeros = int(sent_to_zero(scene.field).sum())
+    return f"{title}: {zeros} of {len(scene.field.v)} points land on an axis"
+
+
+def draw_step_comparison(ax: Axes, comparison: StepComparison) -> Axes:
+    """Overlay the explicit steps (purple, dashed, ×) and the prox steps (green, dots) from the highlighted v.
+
+    Explicit iterates that leave the axes' limits are simply out of view; the readout of
+    :func:`prox_readout` reports where they end.
+    """
+    k = len(comparison.explicit) - 1
+    e, i = comparison.explicit, comparison.implicit
+    ax.plot(e[:, 0], e[:, 1], "--x", color="tab:purple", linewidth=1.5, markersize=6,
+            label=f"{k} explicit steps x − λ∇f(x)", zorder=6.2)
+    ax.plot(i[:, 0], i[:, 1], "-o", color="tab:green", linewidth=1.5, markersize=4, label=f"{k} prox steps", zorder=6.3)
+    return ax
+
+
+def draw_objective_gaps(ax: Axes, gaps: Mapping[str, np.ndarray], *,
+                        bounds: Mapping[str, np.ndarray] | None = None) -> Axes:
     r"""Objective gaps :math:`F(x_k) - F^\star` against the iteration k = 1, 2, … on log-log axes.
 
     Parameters
@@ -580,20 +844,17 @@ def draw_objective_gaps(ax: Axes, gaps: Mapping[str, np.ndarray], *, rates: bool
     ax : Axes
     gaps : mapping from a label to an array of shape (K,)
         Non-positive gaps (the solution reached to rounding) are not drawn.
-    rates : bool
-        Also draw dashed guides :math:`c/k` and :math:`c/k^2` through the first gap of the
-        first two curves, the worst-case rates of ISTA and FISTA.
+    bounds : mapping from a label to an array of shape (K,), optional
+        Worst-case bounds at k = 1, …, K (e.g. :func:`rlteach.prox_algorithms.ista_bound`),
+        drawn dashed in the colour of the gap curve of the same position.
     """
-    for label, gap in gaps.items():
+    for i, (label, gap) in enumerate(gaps.items()):
         gap = np.asarray(gap, dtype=np.float64)
         k = np.arange(1, len(gap) + 1)
-        ax.loglog(k, np.where(gap > 0, gap, np.nan), label=label, linewidth=1.8)
-    if rates:
-        for (label, gap), power in zip(gaps.items(), (1, 2)):
-            gap = np.asarray(gap, dtype=np.float64)
-            k = np.arange(1, len(gap) + 1)
-            ax.loglog(k, gap[0] / k**power, linestyle="--" if power == 1 else ":", color="0.4", linewidth=1.2,
-                      label="$c/k$" if power == 1 else "$c/k^2$")
+        ax.loglog(k, np.where(gap > 0, gap, np.nan), label=label, linewidth=1.8, color=f"C{i}")
+    for i, (label, bound) in enumerate((bounds or {}).items()):
+        bound = np.asarray(bound, dtype=np.float64)
+        ax.loglog(np.arange(1, len(bound) + 1), bound, linestyle="--", linewidth=1.2, color=f"C{i}", label=label)
     ax.set_xlabel("iteration k")
     ax.set_ylabel(r"$F(x_k) - F^\star$")
     ax.grid(True, which="major", alpha=0.3)

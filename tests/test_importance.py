@@ -202,3 +202,184 @@ def test_self_normalized_weights_sum_to_one_and_are_w_over_its_sum(gen):
     torch.testing.assert_close(normalized.sum(-1), torch.ones(3, dtype=torch.float64))
     w = imp.importance_weights(lp, lq)
     torch.testing.assert_close(normalized, w / w.sum(-1, keepdim=True))
+
+
+def test_per_decision_is_can_have_more_variance_than_trajectory_is(gen):
+    """A deposit of 10 paid at t = 0 and refunded with the last reward at T − 1: the return is the
+    last reward alone, which trajectory IS weights once; per-decision IS weights the deposit by ρ₀ and
+    the refund by ρ_{0:T−1}, which no longer cancel. Both stay unbiased; per-decision's sd is > 3× larger."""
+    pi = torch.tensor([0.2, 0.2, 0.6], dtype=torch.float64)
+    beta = torch.full((3,), 1 / 3, dtype=torch.float64)
+    T, N = 8, 20_000
+    rewards, logp, logp_behavior, mean_reward = bandit_rollouts(gen, T, N, pi, beta)
+    deposit = torch.zeros_like(rewards)
+    deposit[0], deposit[-1] = -10.0, 10.0 + rewards[-1]
+    pdis = imp.per_decision_is(deposit, logp, logp_behavior, 1.0)
+    tis = imp.trajectory_is(deposit, logp, logp_behavior, 1.0)
+    for estimates in (pdis, tis):
+        assert abs(estimates.mean().item() - mean_reward.item()) < 4 * estimates.std().item() / math.sqrt(N)
+    assert pdis.std().item() > 3 * tis.std().item()
+
+
+# ---------------------------------------------------------------- Gaussian theory and summaries
+
+
+def quadrature_moments(mp, sp, mq, sq, upper=math.inf):
+    """E_q[w² x^k 1{x ≤ upper}], k = 0, 1, 2, by the trapezoid rule on a fine grid (an independent reference)."""
+    x = torch.linspace(-40.0, min(upper, 40.0), 200_001, dtype=torch.float64)  # the grid ends at upper
+    w2q = (2 * imp.gaussian_logpdf(x, mp, sp) - imp.gaussian_logpdf(x, mq, sq)).exp()  # p²/q
+    return [float(torch.trapezoid(w2q * x**k, x)) for k in range(3)]
+
+
+@pytest.mark.parametrize("case", [(1.0, 1.0, 0.0, 1.5, math.inf), (0.5, 2.0, -1.0, 1.8, 1.0), (3.0, 1.0, 0.0, 1.0, 4.3)])
+def test_gaussian_weight_moments_match_quadrature(case):
+    """The closed form of E_q[w² x^k] (k = 0, 1, 2), full and restricted to x ≤ upper, equals the trapezoid rule."""
+    expected = quadrature_moments(*case)
+    np_moments = imp.gaussian_weight_moments(*case)
+    for got, want in zip(np_moments, expected):
+        assert got == pytest.approx(want, rel=1e-7, abs=1e-10)
+
+
+def test_gaussian_weight_moments_for_equal_widths_and_for_a_too_narrow_proposal():
+    """σ_p = σ_q = 1, shift Δ: E_q[w²] = e^{Δ²}, E_q[w²x²] = e^{Δ²}(1 + 4Δ²); σ_q ≤ σ_p/√2: infinite."""
+    for shift in (0.5, 1.0, 3.0):
+        w2, _, w2x2 = imp.gaussian_weight_moments(shift, 1.0, 0.0, 1.0)
+        assert w2 == pytest.approx(math.exp(shift**2), rel=1e-12)
+        assert w2x2 == pytest.approx(math.exp(shift**2) * (1 + 4 * shift**2), rel=1e-12)
+    assert imp.gaussian_weight_moments(0.0, 1.0, 0.0, 1.0 / math.sqrt(2)).w2 == math.inf  # the boundary itself
+    assert imp.gaussian_weight_moments(0.0, 1.0, 0.0, 0.72).w2 < math.inf
+    theory = imp.gaussian_is_theory(1.0, 1.0, 0.0, 0.3, n=100)
+    assert theory.ordinary_sd == math.inf and theory.n_eff == 0.0
+    theory = imp.gaussian_is_theory(3.0, 1.0, 0.0, 1.0, n=100)
+    assert theory.n_eff == pytest.approx(100 / math.exp(9.0), rel=1e-12)
+    assert theory.ordinary_sd == pytest.approx(math.sqrt((math.exp(9.0) * 37 - 9) / 100), rel=1e-12)
+    assert theory.weighted_bias == pytest.approx(-3 * math.exp(9.0) / 100, rel=1e-12)
+
+
+def test_gaussian_is_theory_predicts_the_spread_and_the_weighted_bias():
+    """Over 10 000 repeats of n = 50 (p = N(1, 1), q = N(0, 1.2²)), the ordinary sd is within 8% of theory,
+    the ordinary mean within 4 se of the truth, and the weighted bias within 30% of −E_q[w²(x − μ)]/n."""
+    theory = imp.gaussian_is_theory(1.0, 1.0, 0.0, 1.2, n=50)
+    result = imp.gaussian_is_experiment(1.0, 1.0, 0.0, 1.2, n=50, repeats=10_000, seed=3)
+    ordinary = imp.estimator_summary(result.ordinary, 1.0)
+    weighted = imp.estimator_summary(result.weighted, 1.0)
+    assert ordinary.sd == pytest.approx(theory.ordinary_sd, rel=0.08)
+    assert abs(ordinary.bias) < 4 * ordinary.stderr
+    assert weighted.bias == pytest.approx(theory.weighted_bias, rel=0.3)
+    assert abs(weighted.bias) > 4 * weighted.stderr  # a visible bias
+
+
+def test_estimator_summary_by_hand():
+    """Estimates 1, 2, 3, 6 of a truth 2: mean 3, sd √(14/3), bias 1, RMSE √(1 + 0 + 1 + 16)/2."""
+    s = imp.estimator_summary(torch.tensor([1.0, 2.0, 3.0, 6.0]), 2.0)
+    assert (s.mean, s.bias) == (3.0, 1.0)
+    assert s.sd == pytest.approx(math.sqrt(14 / 3), rel=1e-12)
+    assert s.stderr == pytest.approx(math.sqrt(14 / 3) / 2, rel=1e-12)
+    assert s.rmse == pytest.approx(math.sqrt(18 / 4), rel=1e-12)
+    with pytest.raises(ValueError, match="at least 2 repeats"):
+        imp.estimator_summary(torch.tensor([1.0]), 0.0)
+
+
+# ------------------------------------------------------------ optimal proposal, rare events
+
+
+def test_the_optimal_proposal_gives_a_zero_variance_estimate_of_a_rare_event(gen):
+    """f = 1{x > 4}, p = N(0, 1): draws of q* = p restricted to x > 4 all exceed 4, their mean is
+    φ(4)/Φ(−4) within 4 se, and every w f equals P(x > 4) = Φ(−4) to rounding."""
+    t = 4.0
+    tail = torch.special.ndtr(torch.tensor(-t, dtype=torch.float64))
+    x = imp.gaussian_tail_draws(t, (20_000,), gen)
+    assert bool((x > t).all())
+    mean = math.exp(-t * t / 2) / math.sqrt(2 * math.pi) / tail.item()  # E[x | x > t] = φ(t)/Φ(−t)
+    assert abs(x.mean().item() - mean) < 4 * x.std().item() / math.sqrt(x.numel())
+    fx = (x > t).to(torch.float64)
+    logp = imp.gaussian_logpdf(x, 0.0, 1.0)
+    logq = imp.optimal_proposal_logpdf(fx, logp, tail.log().item())
+    w_f = imp.importance_weights(logp, logq) * fx
+    torch.testing.assert_close(w_f, torch.full_like(w_f, tail.item()), rtol=1e-12, atol=0)
+    assert imp.optimal_proposal_logpdf(torch.zeros(2), torch.zeros(2), 0.0).eq(-math.inf).all()
+
+
+def test_optimal_proposal_is_normalized_on_a_grid():
+    """∫ |f| p / E_p|f| = 1 for f(x) = x² − 1 under N(0, 1), where E_p|f| is found by quadrature."""
+    x = torch.linspace(-12.0, 12.0, 240_001, dtype=torch.float64)
+    dx = (x[1] - x[0]).item()
+    logp, fx = imp.gaussian_logpdf(x, 0.0, 1.0), x**2 - 1
+    norm = float((fx.abs() * logp.exp()).sum() * dx)
+    density = imp.optimal_proposal_logpdf(fx, logp, math.log(norm)).exp()
+    assert float(density.sum() * dx) == pytest.approx(1.0, rel=1e-9)
+
+
+# ------------------------------------------------------------------- running estimates, Ex. 5.5
+
+
+def test_running_estimates_are_the_estimates_of_each_prefix(gen):
+    x, lp, lq = draws(gen, (3, 40), (1.0, 1.0), (0.0, 1.3))
+    run = imp.running_estimates(x, lp, lq)
+    assert run.ordinary.shape == run.weighted.shape == (3, 40)
+    for k in (1, 7, 40):
+        torch.testing.assert_close(run.ordinary[:, k - 1], imp.ordinary_is(x[:, :k], lp[:, :k], lq[:, :k]))
+        torch.testing.assert_close(run.weighted[:, k - 1], imp.weighted_is(x[:, :k], lp[:, :k], lq[:, :k]))
+
+
+def test_running_weighted_estimate_is_nan_before_the_first_nonzero_weight():
+    lp = torch.tensor([-math.inf, -math.inf, 0.0, 0.0], dtype=torch.float64)
+    run = imp.running_estimates(torch.tensor([5.0, 5.0, 1.0, 3.0], dtype=torch.float64), lp, torch.zeros(4, dtype=torch.float64))
+    assert bool(run.weighted[:2].isnan().all())
+    torch.testing.assert_close(run.weighted[2:], torch.tensor([1.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(run.ordinary, torch.tensor([0.0, 0.0, 1 / 3, 1.0], dtype=torch.float64))
+
+
+def test_one_state_episodes_follow_sutton_and_barto_example_5_5():
+    """K ~ Geometric(0.55), the left exit ends 1/11 of the episodes (±4 se); the ratio is 2^K there and 0
+    elsewhere; the second moment of ρG over episodes of at most 4 steps is 0.2 Σ_{k≤4} 1.8^{k−1} (±4 se);
+    weighted IS is exactly 1 once an episode has a nonzero ratio."""
+    ep = imp.one_state_episodes((100_000,), seed=4)
+    n = ep.steps.numel()
+    for value, p in (((ep.steps == 1).double().mean().item(), 0.55), (ep.returns.mean().item(), 1 / 11)):
+        assert abs(value - p) < 4 * math.sqrt(p * (1 - p) / n)
+    rho = imp.importance_weights(ep.logp_target, ep.logp_behavior)
+    torch.testing.assert_close(rho, torch.where(ep.returns > 0, 2.0**ep.steps, torch.zeros_like(rho)))
+    sq = (rho * ep.returns) ** 2 * (ep.steps <= 4)
+    expected = 0.2 * sum(1.8 ** (k - 1) for k in range(1, 5))
+    assert abs(sq.mean().item() - expected) < 4 * sq.std().item() / math.sqrt(n)
+    assert imp.weighted_is(ep.returns, ep.logp_target, ep.logp_behavior).item() == pytest.approx(1.0, abs=1e-12)
+
+
+# ---------------------------------------------------------- truncated and clipped ratios
+
+
+def test_truncated_ratio_is_the_minimum_and_never_overflows():
+    log_ratio = torch.tensor([-1.0, 0.0, 0.5, 2.0, 1000.0], dtype=torch.float64)
+    torch.testing.assert_close(imp.truncated_ratio(log_ratio, 1.0), torch.tensor([math.exp(-1), 1, 1, 1, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(imp.truncated_ratio(log_ratio[:4], math.inf), log_ratio[:4].exp())
+    assert imp.truncated_ratio(log_ratio, 3.0)[-1].item() == pytest.approx(3.0, rel=1e-15)
+    with pytest.raises(ValueError, match="must be > 0"):
+        imp.truncated_ratio(log_ratio, 0.0)
+
+
+def test_truncated_is_trades_bias_for_a_bounded_variance(gen):
+    """c = ∞ is ordinary IS; over 2000 repeats (p = N(2, 1), q = N(0, 1), n = 100) the sd falls and the
+    bias grows (beyond 4 se) as c goes from 100 to 3, and every estimate with c = 3 is at most 3 max|f|."""
+    x, lp, lq = draws(gen, (2000, 100), (2.0, 1.0), (0.0, 1.0))
+    torch.testing.assert_close(imp.truncated_is(x, lp, lq, math.inf), imp.ordinary_is(x, lp, lq))
+    loose, tight = (imp.estimator_summary(imp.truncated_is(x, lp, lq, c), 2.0) for c in (100.0, 3.0))
+    assert tight.sd < loose.sd / 2
+    assert tight.bias < -4 * tight.stderr and abs(tight.bias) > abs(loose.bias)
+    assert bool((imp.truncated_is(x, lp, lq, 3.0).abs() <= 3.0 * x.abs().amax(-1)).all())
+
+
+def test_clipped_ratio_and_the_clipped_objective_by_hand():
+    """ε = 0.2: clip(r) ∈ [0.8, 1.2]; min(rÂ, clip(r)Â) is flat above 1.2 for Â > 0 and below 0.8 for Â < 0."""
+    r = torch.tensor([0.5, 0.9, 1.0, 1.1, 1.5], dtype=torch.float64)
+    torch.testing.assert_close(imp.clipped_ratio(r.log(), 0.2), torch.tensor([0.8, 0.9, 1.0, 1.1, 1.2], dtype=torch.float64))
+    torch.testing.assert_close(imp.clipped_objective(r, torch.ones(5, dtype=torch.float64), 0.2),
+                               torch.tensor([0.5, 0.9, 1.0, 1.1, 1.2], dtype=torch.float64))
+    torch.testing.assert_close(imp.clipped_objective(r, -torch.ones(5, dtype=torch.float64), 0.2),
+                               torch.tensor([-0.8, -0.9, -1.0, -1.1, -1.5], dtype=torch.float64))
+    ratio = torch.tensor([1.5, 0.5, 1.5, 0.5], dtype=torch.float64, requires_grad=True)
+    adv = torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
+    imp.clipped_objective(ratio, adv, 0.2).sum().backward()
+    torch.testing.assert_close(ratio.grad, torch.tensor([0.0, 0.0, -1.0, 1.0], dtype=torch.float64))  # flat where clipped
+    with pytest.raises(ValueError, match="ε lies in"):
+        imp.clipped_ratio(r.log(), 1.5)

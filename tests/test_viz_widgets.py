@@ -4,17 +4,19 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.quiver import Quiver  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib._pylab_helpers import Gcf
+from matplotlib.quiver import Quiver
 
-from rlteach import importance as imp  # noqa: E402
-from rlteach import prox as P  # noqa: E402
-from rlteach import viz  # noqa: E402
-from rlteach.viz import draw_is_experiment, source_markdown  # noqa: E402
-from rlteach.widgets import (  # noqa: E402
+from rlteach import importance as imp
+from rlteach import projections as S
+from rlteach import prox as P
+from rlteach import viz
+from rlteach.viz import draw_is_experiment, source_markdown
+from rlteach.widgets import (
     DEFAULT_QUADRATIC,
     DEFAULT_SET_PARAMS,
     ImportanceSamplingExplorer,
@@ -48,13 +50,58 @@ def test_bad_experiment_parameters_are_rejected():
         imp.gaussian_is_experiment(0.0, 1.0, 0.0, 1.0, n=0, repeats=10)
 
 
-def test_draw_is_experiment_draws_what_the_experiment_computed():
-    result = imp.gaussian_is_experiment(1.0, 1.0, 0.5, 1.2, n=50, repeats=100, seed=0)
+def test_draw_is_experiment_draws_every_estimate_and_says_how_many_lie_outside_the_view():
+    """Δ = 2: heavy tails. Every axis and curve is labelled; the bars of each histogram hold all 300 estimates;
+    the legend counts those piled into the edge bins and gives the exact sd next to the measured one."""
+    result = imp.gaussian_is_experiment(2.0, 1.0, 0.0, 1.2, n=100, repeats=300, seed=1)
+    theory = imp.gaussian_is_theory(2.0, 1.0, 0.0, 1.2, n=100)
+    view = viz.histogram_view([result.ordinary.numpy(), result.weighted.numpy()])
+    assert view.below[0] + view.above[0] > 0  # the ordinary estimates have a tail beyond the view
     fig = plt.figure()
-    left, right = draw_is_experiment(fig, result, (1.0, 1.0), (0.5, 1.2))
-    assert [line.get_label() for line in left.get_lines()] == ["target p", "proposal q"]
-    assert right.get_title() == f"100 repeats: mean ESS {result.ess.mean().item():.1f} of n = 50"
-    assert right.get_lines()[0].get_xdata()[0] == 1.0
+    left, right = draw_is_experiment(fig, result, (2.0, 1.0), (0.0, 1.2), theory=theory)
+    assert [line.get_label() for line in left.get_lines()] == ["target p = N(2, 1²)", "proposal q = N(0, 1.2²)"]
+    assert "weight p/q (right axis)" in [t.get_text() for t in left.get_legend().get_texts()]  # the twin axis' curve too
+    assert left.get_xlabel() and left.get_ylabel() and right.get_xlabel() == "estimate of E_p[x]"
+    assert right.get_ylabel() == "repeats"
+    assert right.get_title() == f"300 repeats: mean ESS {result.ess.mean().item():.1f} of n = 100"
+    assert right.get_lines()[0].get_xdata()[0] == 2.0
+    ordinary_bars, weighted_bars = right.containers
+    assert sum(bar.get_height() for bar in ordinary_bars) == 300
+    assert sum(bar.get_height() for bar in weighted_bars) == 300
+    texts = [t.get_text() for t in right.get_legend().get_texts()]
+    outside = view.below[0] + view.above[0]
+    assert f"{outside} piled into the edge bins" in texts[0] and f"(exact {theory.ordinary_sd:.3g})" in texts[0]
+    plt.close(fig)
+
+
+def test_histogram_view_counts_what_lies_outside():
+    view = viz.histogram_view([np.r_[np.zeros(98), -50.0, 100.0]], bins=10, coverage=0.96)
+    assert (view.below, view.above, view.largest) == ((1,), (1,), (100.0,))
+    assert len(view.edges) == 11 and view.edges[0] <= 0.0 <= view.edges[-1]
+
+
+def test_draw_curves_labels_every_axis_and_curve():
+    fig = plt.figure()
+    ax = viz.draw_curves(fig.add_subplot(), np.arange(3), {"a": [1, 2, 3], "b": [3, 2, 1]}, xlabel="x", ylabel="y",
+                         title="t", styles={"b": {"linestyle": "--"}}, logy=True)
+    assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title(), ax.get_yscale()) == ("x", "y", "t", "log")
+    assert ax.get_lines()[1].get_linestyle() == "--"
+    plt.close(fig)
+
+
+def test_draw_running_estimates_draws_every_run_through_its_own_values():
+    runs = np.cumsum(np.ones((3, 1000)), axis=-1) / np.arange(1, 1001)  # all ones
+    runs[1] *= 2
+    fig = plt.figure()
+    ax = viz.draw_running_estimates(fig.add_subplot(), {"ordinary": runs}, truth=1.0, points=50)
+    lines = ax.get_lines()
+    assert len(lines) == 4 and lines[0].get_label() == "truth 1"  # the truth, then 3 runs
+    k = lines[2].get_xdata()
+    np.testing.assert_array_equal(lines[2].get_ydata(), runs[1][k - 1])
+    assert k[0] == 1 and k[-1] == 1000 and ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["truth 1", "ordinary"]  # one entry per estimator
     plt.close(fig)
 
 
@@ -71,10 +118,10 @@ def test_moving_the_slider_recomputes_and_redraws():
     plt.close(explorer.figure)
 
 
-def test_source_markdown_shows_the_library_code_not_the_seal():
-    text = source_markdown(imp.importance_weights)
-    assert text.startswith("```python\n@graded_reference\ndef importance_weights(")
-    assert "logp_target - logp_proposal" in text
+def test_source_markdown_shows_the_library_code_of_an_ungraded_function():
+    text = source_markdown(imp.gaussian_is_experiment)
+    assert text.startswith("```python\ndef gaussian_is_experiment(") and text.endswith("```")
+    assert "ordinary=ordinary_is(x, logp_target, logp_proposal)" in text
 
 
 # ------------------------------------------------------------------ proximal operators
@@ -89,7 +136,7 @@ SETS_2D = {  # the sets of rlteach.prox in the plane, with parameters for each
     "affine": {"A": np.array([[1.0, -1.0]]), "b": np.array([0.5])},
 }
 FUNCTIONS_2D = {"l1": {}, "quadratic": {"A": np.array([[2.0, 0.9], [0.9, 1.0]]), "b": np.array([-0.5, 0.0])}, "l2": {}}
-assert set(SETS_2D) | set(FUNCTIONS_2D) == set(P.PROX_NAMES + P.SET_NAMES)
+assert set(SETS_2D) | set(FUNCTIONS_2D) == set(P.PROX_NAMES + S.SET_NAMES)
 
 
 def feasibility_gap(set_name: str, x: np.ndarray, **params) -> np.ndarray:
@@ -143,7 +190,7 @@ def test_the_red_points_of_an_indicator_are_feasible_and_do_not_depend_on_lam(se
     small, large = (viz.prox_field(set_name, lam, points, **params) for lam in (0.01, 10.0))
     assert feasibility_gap(set_name, small.x, **params).max() <= 1e-12
     np.testing.assert_array_equal(small.x, large.x)
-    np.testing.assert_array_equal(small.x, P.project_onto(set_name, points, **params))
+    np.testing.assert_array_equal(small.x, S.project_onto(set_name, points, **params))
     inside = feasibility_gap(set_name, points, **params) == 0  # points of C stay where they are
     np.testing.assert_array_equal(small.x[inside], points[inside])
     assert (~inside).sum() > 0
@@ -175,7 +222,7 @@ def test_set_outline_lies_in_the_set_and_its_boundary_on_the_boundary(set_name):
     for points in (outline.region, outline.boundary):
         if len(points):
             assert feasibility_gap(set_name, points, **params).max() <= 1e-12
-            np.testing.assert_allclose(P.project_onto(set_name, points, **params), points, atol=1e-12)
+            np.testing.assert_allclose(S.project_onto(set_name, points, **params), points, atol=1e-12)
     # a boundary point moved a little outward leaves the set (it was on the boundary, not inside)
     mid = outline.boundary[len(outline.boundary) // 4]
     inner = np.array([-3.0, -3.0]) if set_name == "halfspace" else np.asarray(params.get("center", [0.0, 0.0]))
@@ -254,16 +301,19 @@ def test_draw_prox_scene_shades_the_set_for_an_indicator():
     plt.close(fig)
 
 
-def test_draw_objective_gaps_draws_each_curve_and_the_rate_guides():
+def test_draw_objective_gaps_draws_each_curve_and_its_bound():
     gaps = {"ISTA": np.array([1.0, 0.4, 0.2, 0.0]), "FISTA": np.array([1.0, 0.2, 0.05, 1e-3])}
+    bounds = {"ISTA bound": np.array([4.0, 2.0, 4 / 3, 1.0]), "FISTA bound": np.array([2.0, 0.9, 0.5, 0.3])}
     fig = plt.figure()
-    ax = viz.draw_objective_gaps(fig.add_subplot(), gaps)
+    ax = viz.draw_objective_gaps(fig.add_subplot(), gaps, bounds=bounds)
     lines = lines_by_label(ax)
     np.testing.assert_array_equal(lines["ISTA"].get_xdata(), [1, 2, 3, 4])
     np.testing.assert_array_equal(lines["ISTA"].get_ydata(), [1.0, 0.4, 0.2, np.nan])  # a zero gap is not drawn
     np.testing.assert_array_equal(lines["FISTA"].get_ydata(), gaps["FISTA"])
-    np.testing.assert_allclose(lines["$c/k^2$"].get_ydata(), 1.0 / np.arange(1, 5) ** 2)
+    np.testing.assert_array_equal(lines["FISTA bound"].get_ydata(), bounds["FISTA bound"])
+    assert lines["FISTA bound"].get_color() == lines["FISTA"].get_color() and lines["FISTA bound"].get_linestyle() == "--"
     assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(gaps) + list(bounds)
     plt.close(fig)
 
 
@@ -317,13 +367,13 @@ def test_the_function_dropdown_switches_the_operator():
     assert not explorer.set_dropdown.disabled
     assert explorer.scene.name == "box" and explorer.scene.outline is not None
     _, _, prox = explorer_state(explorer)
-    np.testing.assert_array_equal(prox, P.project_box(np.array([2.0, 1.0]), **DEFAULT_SET_PARAMS["box"]))
+    np.testing.assert_array_equal(prox, S.project_box(np.array([2.0, 1.0]), **DEFAULT_SET_PARAMS["box"]))
     np.testing.assert_array_equal(prox, [1.0, 1.0])
     assert len(explorer.figure.axes[0].patches) == 1  # the box is shaded
     plt.close(explorer.figure)
 
 
-@pytest.mark.parametrize("set_name", ["box", "l2_ball", "l1_ball", "simplex", "halfspace"])
+@pytest.mark.parametrize("set_name", ["box", "l2_ball", "l1_ball", "linf_ball", "simplex", "halfspace"])
 def test_the_set_dropdown_switches_the_set_and_every_red_point_is_feasible(set_name):
     explorer = ProxExplorer(function="indicator", set_name="box" if set_name != "box" else "l2_ball")
     explorer.set_dropdown.value = set_name
@@ -331,7 +381,7 @@ def test_the_set_dropdown_switches_the_set_and_every_red_point_is_feasible(set_n
     scene = explorer.scene
     assert scene.name == set_name
     assert feasibility_gap(set_name, scene.field.x, **params).max() <= 1e-12
-    np.testing.assert_array_equal(scene.point.x, P.project_onto(set_name, scene.point.v, **params))
+    np.testing.assert_array_equal(scene.point.x, S.project_onto(set_name, scene.point.v, **params))
     ax = explorer.figure.axes[0]
     np.testing.assert_allclose(np.stack(lines_by_label(ax)[f"C = {viz.SET_LABELS[set_name]}"].get_data(), -1),
                                scene.outline.boundary)
@@ -359,10 +409,11 @@ def test_the_explorer_widget_holds_every_control():
     explorer = ProxExplorer()
     box = explorer.widget()
     shown = [child for row in box.children[:2] for child in row.children]
-    assert set(shown) == set(explorer.controls) and box.children[2] is explorer.output
+    assert set(shown) == set(explorer.controls)
+    assert box.children[2] is explorer.readout and box.children[3] is explorer.output
     assert [value for _, value in explorer.function_dropdown.options] == ["l1", "quadratic", "l2", "indicator"]
-    assert [value for _, value in explorer.set_dropdown.options] == ["box", "l2_ball", "l1_ball", "simplex",
-                                                                     "halfspace"]
+    assert [value for _, value in explorer.set_dropdown.options] == ["box", "l2_ball", "l1_ball", "linf_ball",
+                                                                     "simplex", "halfspace"]
     plt.close(explorer.figure)
 
 
@@ -403,3 +454,93 @@ def test_draw_level_sets_draws_the_requested_heights():
     (contours,) = [c for c in ax.collections if hasattr(c, "levels")]
     np.testing.assert_allclose(contours.levels, np.linspace(0.0, 8**0.5, 6)[1:-1])  # strictly between min and max
     plt.close(fig)
+
+
+# ------------------------------------------------- explicit against implicit steps, readouts
+
+
+def test_sent_to_zero_finds_the_points_that_soft_thresholding_puts_on_an_axis():
+    field = viz.prox_field("l1", 1.0, np.array([[2.0, 0.5], [0.0, 3.0], [2.0, 2.0], [0.3, -0.2]]))
+    np.testing.assert_array_equal(viz.sent_to_zero(field), [True, False, False, True])  # (0, 3) was on the axis already
+
+
+def test_draw_prox_scene_rings_the_points_sent_onto_an_axis_and_draws_the_path_above_the_arrow():
+    scene = viz.prox_scene("l1", 1.0, (2.2, 0.5), extent=2.5, num=7)
+    fig = plt.figure()
+    ax = viz.draw_prox_scene(fig.add_subplot(), scene, mark_zeros=True)
+    rings = lines_by_label(ax)["sent exactly onto an axis"]
+    np.testing.assert_array_equal(np.stack(rings.get_data(), -1), scene.field.x[viz.sent_to_zero(scene.field)])
+    assert len(rings.get_xdata()) > 0 and (np.stack(rings.get_data(), -1) == 0).any(axis=-1).all()
+    path = lines_by_label(ax)["path as λ grows"]
+    assert path.get_zorder() > ax.texts[0].get_zorder()  # drawn on top of the bold arrow
+    np.testing.assert_allclose(scene.path[-1], [1.2, 0.0], atol=1e-12)  # the path bends onto the axis at μ = 0.5
+    quadratic = viz.prox_scene("quadratic", 1.0, (2.0, 1.0), **DEFAULT_QUADRATIC)
+    ax2 = viz.draw_prox_scene(fig.add_subplot(), quadratic, mark_zeros=True)
+    assert "sent exactly onto an axis" not in lines_by_label(ax2)  # none: no legend entry
+    plt.close(fig)
+
+
+def test_step_comparison_explicit_steps_diverge_beyond_two_over_l_and_prox_steps_never_do():
+    """Quadratic: L = λ_max(A); the explicit error factor I − λA has spectral radius > 1 iff λ > 2/L."""
+    A, b = np.array(DEFAULT_QUADRATIC["A"]), np.array(DEFAULT_QUADRATIC["b"])
+    L = np.linalg.eigvalsh(A).max()
+    f_min = float(P.value_of("quadratic", np.linalg.solve(A, -b), A=A, b=b))
+    for lam, diverges in ((0.95 * 2 / L, False), (1.05 * 2 / L, True), (5.0, True)):
+        steps = viz.step_comparison("quadratic", lam, (2.0, 1.0), steps=60, A=A, b=b)
+        assert steps.lipschitz == pytest.approx(L)
+        assert steps.explicit.shape == steps.implicit.shape == (61, 2)
+        assert (steps.f_explicit[-1] > 10.0) == diverges
+        assert steps.f_implicit[-1] == pytest.approx(f_min, abs=1e-6)
+    x = np.array([2.0, 1.0])
+    for _ in range(3):  # the explicit path follows x ← x − λ(Ax + b)
+        x = x - 0.5 * (A @ x + b)
+    np.testing.assert_allclose(viz.step_comparison("quadratic", 0.5, (2.0, 1.0), steps=3, A=A, b=b).explicit[-1], x)
+    l1 = viz.step_comparison("l1", 0.3, (1.0, -0.45), steps=4)
+    np.testing.assert_allclose(l1.explicit[-1], [-0.2, 0.15], atol=1e-12)  # subgradient steps overshoot 0
+    np.testing.assert_allclose(l1.implicit[-1], [0.0, 0.0], atol=1e-12)  # prox steps stop at 0 exactly
+    with pytest.raises(ValueError, match="no explicit step"):
+        viz.step_comparison("box", 0.5, (0.0, 0.0))
+
+
+def test_prox_readout_and_explorer_title_report_the_numbers_that_move():
+    scene = viz.prox_scene("l1", 1.0, (2.0, 1.0))
+    text = viz.prox_readout(scene, viz.step_comparison("l1", 1.0, (2.0, 1.0), steps=4))
+    assert text.startswith("λ = 1: f(v) = 3, f(prox) = 1, ‖prox − v‖ = 1.41")
+    assert "After 4 steps" in text
+    A, b = DEFAULT_QUADRATIC["A"], DEFAULT_QUADRATIC["b"]
+    quad = viz.prox_scene("quadratic", 1.0, (2.0, 1.0), A=A, b=b)
+    comparison = viz.step_comparison("quadratic", 1.0, (2.0, 1.0), A=A, b=b)
+    assert "the explicit step diverges (λ > 2/L = 0.791)" in viz.prox_readout(quad, comparison, A=A, b=b)
+    assert viz.explorer_title(quad, comparison).endswith("explicit steps diverge (2/L = 0.79)")
+    assert viz.explorer_title(scene).endswith(f"{viz.sent_to_zero(scene.field).sum()} of 49 points land on an axis")
+    box = viz.prox_scene("box", 1.0, (2.0, 1.0), **DEFAULT_SET_PARAMS["box"])
+    assert "v ∉ C: ‖Π_C(v) − v‖ = 1 = dist(v, C)" in viz.prox_readout(box)
+
+
+def test_the_prox_explorer_overlays_both_kinds_of_steps_and_updates_its_readout():
+    explorer = ProxExplorer(function="quadratic", lam=0.5, point=(2.0, 1.0))
+    assert "is stable" in explorer.readout.value
+    labels = lines_by_label(explorer.figure.axes[0])
+    assert {"8 explicit steps x − λ∇f(x)", "8 prox steps"} <= set(labels)
+    np.testing.assert_allclose(np.stack(labels["8 prox steps"].get_data(), -1), explorer.comparison.implicit)
+    explorer.lam_slider.value = 2.0
+    assert "diverges" in explorer.readout.value and "diverge" in explorer.figure.axes[0].get_title()
+    explorer.function_dropdown.value = "indicator"
+    explorer.set_dropdown.value = "linf_ball"
+    assert explorer.comparison is None and "8 prox steps" not in lines_by_label(explorer.figure.axes[0])
+    np.testing.assert_array_equal(explorer.scene.point.x, [[1.0, 1.0]])  # onto the ℓ∞ ball of radius 1
+    assert "dist(v, C)" in explorer.readout.value
+    plt.close(explorer.figure)
+
+
+def test_the_importance_sampling_explorer_reads_out_theory_beside_the_repeats():
+    """The widget's narrow setting (width 0.3 < 1/√2): E_q[w²] = ∞ in the readout, beside the mean ESS of the
+    repeats; a finite exact sd is printed as a number."""
+    narrow = ImportanceSamplingExplorer(proposal=(0.0, 0.3), repeats=50)
+    assert narrow.proposal_std.value == 0.3 and narrow.theory.second_moment == math.inf
+    assert "E_q[w²] = ∞" in narrow.readout.value and f"mean ESS of {narrow.result.ess.mean().item():.1f}" in narrow.readout.value
+    assert all(m.canvas.figure is not narrow.figure for m in Gcf.get_all_fig_managers())  # not pyplot's to show
+    box = narrow.widget()
+    assert box.children[1] is narrow.readout and box.children[2] is narrow.output
+    narrow.theory = imp.gaussian_is_theory(1.0, 1.0, 0.0, 1.0, n=100)  # a finite exact sd is printed as a number
+    assert f"exact {narrow.theory.ordinary_sd:.3g}," in narrow.readout_text()

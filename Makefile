@@ -10,12 +10,13 @@ PORT   ?= 8888
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: course test test-fast setup browser postgres exercises clean-notebooks bench help
+.PHONY: course test test-fast lint setup browser postgres exercises clean-notebooks bench help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
 	@echo "make test       set up, then run the whole test suite"
-	@echo "make test-fast  the library tests alone (seconds)"
+	@echo "make test-fast  the library, harness and preprocessor tests alone (under 30 s)"
+	@echo "make lint       ruff and mypy"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      time every notebook and one autograde per assignment"
 
@@ -45,15 +46,20 @@ course: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(AS_ROOT) --ServerApp.root_dir=$(CURDIR) \
 		--LabApp.default_url=/lab/tree/lectures
 
-test: setup browser postgres
+test: setup browser postgres lint
 	$(BIN)/python -m pytest
+
+# ruff and mypy, configured in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check rlteach tests benchmarks scripts nbgrader_config.py
+	$(BIN)/mypy
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not notebooks and not slow"
 
 exercises: setup
 	$(BIN)/python scripts/clean_notebooks.py lectures solutions
-	$(BIN)/nbgrader generate_assignment --all --force --log-level=WARN
+	for a in $(notdir $(wildcard solutions/[0-9]*)); do $(BIN)/nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; done
 
 clean-notebooks: setup
 	$(BIN)/python scripts/clean_notebooks.py lectures solutions exercises

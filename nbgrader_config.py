@@ -18,17 +18,45 @@ c.CourseDirectory.autograded_directory = os.path.join("grading", "autograded")
 c.CourseDirectory.feedback_directory = os.path.join("grading", "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "grading", "gradebook.db")
 
-# Hardened pipeline (rlteach/autograde.py): the graded notebook is rebuilt on the release,
+# Hardened pipeline (rlteach/grading/autograde.py): the graded notebook is rebuilt on the release,
 # each check is re-judged outside the student's kernel, dead kernels and timeouts cost only
 # the cells they hit, and feedback never shows hidden test code.
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (  # noqa: E402
-    AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades, IgnorePattern,
-    LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades,
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearHiddenTests,
+    ClearMarkScheme,
+    ClearOutput,
+    ClearSolutions,
+    ComputeChecksums,
+    DeduplicateIds,
+    GetGrades,
+    IgnorePattern,
+    IncludeHeaderFooter,
+    InstantiateTests,
+    LimitOutput,
+    LockCells,
+    OverwriteCells,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+    SaveCells,
 )
 
-from rlteach.autograde import GuardedExecute, HideHiddenTests, RebuildFromRelease  # noqa: E402
+from rlteach.grading.autograde import (  # noqa: E402
+    GuardedExecute,
+    HideHiddenTests,
+    RebuildFromRelease,
+    ValidateGradeCells,
+)
 
+# nbgrader's own generate steps, after a check that every grade cell can be graded (an
+# unreadable cell, an unknown part or a grade cell without a check stops `make exercises`).
+c.GenerateAssignment.preprocessors = [
+    ValidateGradeCells, IncludeHeaderFooter, InstantiateTests, LockCells, ClearSolutions, ClearOutput,
+    CheckCellMetadata, ComputeChecksums, SaveCells, ClearHiddenTests, ClearMarkScheme, ComputeChecksums,
+    CheckCellMetadata,
+]
 c.Autograde.sanitize_preprocessors = [
     ClearOutput, RebuildFromRelease, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata,
 ]

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.course import machine  # noqa: E402
-from rlteach.classroom import grade_class  # noqa: E402
+from rlteach.grading.classroom import grade_class  # noqa: E402
 from tests.nbgrader_course import Course, filled  # noqa: E402
 
 NAIVE = "def importance_weights(logp_target, logp_proposal):\n    return logp_target.exp() / logp_proposal.exp()\n"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
-from rlteach.classroom import grade_class
+from rlteach.grading.classroom import grade_class
 from tests.nbgrader_course import Course, filled
 
 pytestmark = pytest.mark.notebooks

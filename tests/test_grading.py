@@ -1,3 +1,8 @@
+"""The grading harness: every part's reference passes its own cases, every known mistake is
+caught and named, messages say what is wrong, gradients and detaching are checked, cases
+are deterministic, behavioural parts judge what an answer achieves, and a check's credit
+is shared among its cases."""
+
 import os
 import sys
 import warnings
@@ -6,10 +11,16 @@ import pytest
 import torch
 
 from rlteach import importance as imp
-from rlteach.grading import CheckFailed, check, compare, get_part
-from rlteach.parts import PARTS
-from rlteach.seal import SealedReferenceError, sealed
+from rlteach import prox_algorithms
+from rlteach.grading import CheckFailed, check
+from rlteach.grading import harness as H
+from rlteach.grading.compare import compare
+from rlteach.grading.parts import PARTS, get_part
+from rlteach.grading.records import Outcome
+from rlteach.grading.spec import Case, Mistake, Part, Property
 from tests.conftest import DEVICES
+
+CPU = torch.device("cpu")
 
 
 def stable_weights(logp_target, logp_proposal):
@@ -22,39 +33,52 @@ def failure(fn, part, **kwargs) -> str:
     return str(info.value)
 
 
+def reference_outcomes(part, cases, device=CPU):
+    return [Outcome(H.observe(part, part.reference, *case.arguments(device))) for case in cases]
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("edge", [False, True])
-def test_every_reference_passes_its_own_random_and_edge_cases(device, edge, capsys):
-    """Each part's reference, copied outside the seal, passes; the line says how many cases ran where."""
-    for name, part in PARTS.items():
-        cases = part.cases(3, edge)
-        assert len(cases) >= 2
-        unsealed = part.reference.__closure__[0].cell_contents  # the undecorated function
-        check(unsealed, name, seed=3, edge=edge, device=device)
-        assert f"✓ {name}(): {len(cases)} {'edge' if edge else 'random'} cases match the reference on {device}" in capsys.readouterr().out
-
-
 @pytest.mark.parametrize("name", sorted(PARTS))
-def test_every_known_mistake_fails_and_is_named(name):
-    """Each mistake a part recognises, handed in as an answer, fails its random or its
-    edge cases, and the message names that mistake."""
+def test_every_reference_passes_its_own_cases_in_every_group(name, device):
+    """Judged against itself (outside any seal), each part's reference scores 1 on every
+    case of every group, and every group has at least one case."""
     part = PARTS[name]
-    assert len(part.mistakes) >= 3
+    for group in part.groups:
+        cases = part.cases(3, group)
+        assert cases, f"{name}: group {group!r} is empty"
+        verdict = H.judge(part, group, cases, reference_outcomes(part, cases, torch.device(device)), torch.device(device))
+        assert verdict.scores == (1.0,) * len(cases), verdict.message
+
+
+SLOW_TO_CHECK = {"dykstra"}  # hundreds of sweeps per case, per mistake
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_CHECK else n
+                                  for n in sorted(n for n, p in PARTS.items() if p.mistakes)])
+def test_every_known_mistake_fails_and_is_named(name):
+    """Each mistake a part recognises, handed in as an answer, fails some case of some group,
+    and the message names that mistake."""
+    part = PARTS[name]
     for mistake in part.mistakes:
         messages = []
-        for edge in (False, True):
+        for group in part.groups:
             try:
-                check(mistake.fn, name, edge=edge)
+                check(mistake.fn, name, seed=3, group=group)
             except CheckFailed as failed:
                 messages.append(str(failed))
         assert messages, f"{mistake.hint!r} passes every case"
         assert any(mistake.hint in message for message in messages), messages
 
 
+def test_every_part_has_three_mistakes_or_is_behavioural():
+    for name, part in PARTS.items():
+        assert part.behavioural or len(part.mistakes) >= 2, name
+
+
 def test_cases_are_deterministic_and_leave_the_global_generator_alone():
     state = torch.get_rng_state()
-    first, second = PARTS["weighted_is"].cases(11, False), PARTS["weighted_is"].cases(11, False)
-    other = PARTS["weighted_is"].cases(12, False)
+    first, second = PARTS["weighted_is"].cases(11, "random"), PARTS["weighted_is"].cases(11, "random")
+    other = PARTS["weighted_is"].cases(12, "random")
     assert all(torch.equal(a, b) for c1, c2 in zip(first, second) for a, b in zip(c1.args, c2.args))
     assert not torch.equal(first[0].args[0], other[0].args[0])
     check(stable_weights, "importance_weights", seed=4)
@@ -67,78 +91,100 @@ def test_inverted_ratio_is_named():
     assert "got " in message and "expected " in message and "at index (" in message
 
 
-def test_naive_division_passes_visible_cases_but_fails_the_extreme_edge_case():
+def test_naive_division_passes_random_cases_but_fails_the_extreme_edge_case():
     check(lambda lp, lq: lp.exp() / lq.exp(), "importance_weights")
-    message = failure(lambda lp, lq: lp.exp() / lq.exp(), "importance_weights", edge=True)
+    message = failure(lambda lp, lq: lp.exp() / lq.exp(), "importance_weights", group="edge")
     assert "log-probabilities near -1000" in message and "Subtract the logs first" in message
     assert "is nan" in message
 
 
-def test_forgot_to_normalize_is_named():
-    message = failure(lambda fx, lp, lq: ((lp - lq).exp() * fx).mean(-1), "weighted_is")
-    assert "forgot to normalize" in message
+@pytest.mark.parametrize("part, naive", [
+    ("weighted_is", lambda fx, lp, lq: ((lp - lq).exp() * fx).sum(-1) / (lp - lq).exp().sum(-1)),
+    ("effective_sample_size", lambda lp, lq: (lp - lq).exp().sum(-1) ** 2 / ((lp - lq).exp() ** 2).sum(-1)),
+])
+def test_normalizing_without_log_space_fails_at_log_weights_of_750(part, naive):
+    """The instruction says: normalize without overflow. The naive formula passes the random
+    cases and fails the edge case whose log-weights reach ±750 (e^750 = inf, inf/inf = NaN)."""
+    check(naive, part, seed=1)
+    message = failure(naive, part, seed=1, group="edge")
+    assert "log-weights spread over [-750, 750]" in message and "Normalize in log space" in message
 
 
-def test_ess_from_unnormalized_weights_is_named():
-    message = failure(lambda lp, lq: 1 / ((lp - lq).exp() ** 2).sum(-1), "effective_sample_size")
-    assert "ESS from unnormalized weights" in message
-
-
-def test_trajectory_ratio_in_per_decision_is_is_named():
-    message = failure(imp.trajectory_is, "per_decision_is")
-    assert "trajectory IS" in message
-
-
-def test_wrong_shape_is_reported_with_both_shapes():
+def test_wrong_shape_dtype_and_device_are_reported():
     message = failure(lambda fx, lp, lq: ((lp - lq).softmax(-1) * fx).sum(-1, keepdim=True), "weighted_is")
     assert "has shape (1,), expected ()" in message
-
-
-def test_wrong_dtype_is_reported():
-    message = failure(lambda lp, lq: (lp - lq).exp().float(), "importance_weights")
-    assert "dtype torch.float32, expected torch.float64" in message
-
-
-def test_wrong_device_is_reported():
-    want = torch.zeros(3)
-    assert "is on device meta, expected cpu" in compare(torch.empty(3, device="meta"), want, 1e-6, 0.0)
+    assert "dtype torch.float32, expected torch.float64" in failure(lambda lp, lq: (lp - lq).exp().float(),
+                                                                    "importance_weights")
+    assert "is on device meta, expected cpu" in compare(torch.empty(3, device="meta"), torch.zeros(3), 1e-6, 0.0)
 
 
 def test_worst_index_and_both_values_are_reported():
-    want = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
-    got = torch.tensor([[1.0, 2.1], [3.0, 9.0]])
+    want = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    got = torch.tensor([[1.0, 2.1], [3.0, 9.0]], dtype=torch.float64)
     assert compare(got, want, 1e-6, 0.0) == ("the result is wrong at index (1, 1): got 9, expected 4 "
                                              "(2 of 4 entries differ); tolerance rtol=1e-06, atol=0")
     assert compare(want.clone(), want, 0.0, 0.0) is None
     assert "is nan at index (0,)" in compare(torch.tensor([float("nan")]), torch.tensor([1.0]), 1e-6, 0.0)
-    assert compare(torch.tensor([float("inf"), float("nan")]), torch.tensor([float("inf"), float("nan")]), 0.0, 0.0) is None
+    assert compare(torch.tensor([float("inf"), float("nan")]), torch.tensor([float("inf"), float("nan")]), 0, 0) is None
     assert "expected a torch.Tensor" in compare(1.0, torch.tensor(1.0), 1e-6, 0.0)
     assert "expected a tuple of 2" in compare(torch.zeros(2), (torch.zeros(1), torch.zeros(1)), 1e-6, 0.0)
 
 
-def test_an_answer_that_calls_the_reference_is_refused():
+def test_dicts_and_named_tuples_are_compared_by_key_and_field():
+    from rlteach.kl import KLSummary
+
+    want = {"loss": torch.tensor(1.0, dtype=torch.float64), "stats": KLSummary(torch.tensor(0.5), torch.tensor(2.0), 3)}
+    got = {"loss": torch.tensor(1.0, dtype=torch.float64), "stats": (torch.tensor(0.5), torch.tensor(2.5), 3)}
+    assert compare(got, want, 1e-6, 0.0).startswith("the result['stats'].max is wrong: got 2.5, expected 2")
+    assert "missing ['stats']" in compare({"loss": want["loss"]}, want, 1e-6, 0.0)
+    assert compare(dict(want), want, 1e-6, 0.0) is None
+
+
+def test_gradients_are_compared_and_a_missing_detach_is_named():
+    """off_policy_pg_loss is graded on its gradients: with respect to logp they must match,
+    and none may reach logp_behavior or q_values."""
+    correct = lambda lp, lb, q: -((lp - lb.detach()).exp() * q.detach()).mean()
+    check(correct, "off_policy_pg_loss")
+    same_gradient = lambda lp, lb, q: -((lp - lb).exp().detach() * q.detach() * lp).mean()
+    check(same_gradient, "off_policy_pg_loss", group="edge")  # another loss with the same gradient
+    message = failure(lambda lp, lb, q: -((lp - lb.detach()).exp() * q).mean(), "off_policy_pg_loss")
+    assert "the gradient of your loss with respect to q_values is not zero" in message
+    assert "the Q-values were not detached" in message
+    message = failure(lambda lp, lb, q: (lp - lb).exp().detach().mean(), "off_policy_pg_loss")
+    assert "cannot be differentiated" in message
+
+
+def test_an_answer_that_calls_its_part_reference_is_refused():
     for answer in (imp.importance_weights, lambda lp, lq: imp.importance_weights(lp, lq),
                    lambda lp, lq: imp.log_importance_weights(lp, lq).exp()):
         assert "sealed during grading" in failure(answer, "importance_weights")
+
+
+def test_an_answer_may_call_library_code_its_part_does_not_seal():
+    """per_decision_is seals trajectory_is, not the importance weights of part 1."""
+    def per_decision(rewards, logp, logp_behavior, gamma):
+        rho = torch.cumprod(imp.importance_weights(logp, logp_behavior), dim=0)
+        steps = torch.arange(rewards.shape[0], dtype=rewards.dtype).unsqueeze(-1)
+        return (gamma**steps * rho * rewards).sum(dim=0)
+    check(per_decision, "per_decision_is")
+    assert "sealed during grading" in failure(lambda r, lp, lb, g: imp.per_decision_is(r, lp, lb, g), "per_decision_is")
 
 
 def test_a_refused_call_caught_by_the_answer_still_fails():
     def sneaky(lp, lq):
         try:
             return imp.importance_weights(lp, lq)
-        except Exception:
+        except BaseException:
             return (lp - lq).exp()
     assert "sealed during grading" in failure(sneaky, "importance_weights")
 
 
 def test_references_work_again_after_the_check():
-    with sealed():
-        with pytest.raises(SealedReferenceError):
-            imp.importance_weights(torch.zeros(2), torch.zeros(2))
+    failure(imp.importance_weights, "importance_weights")
     assert torch.equal(imp.importance_weights(torch.zeros(2), torch.zeros(2)), torch.ones(2))
 
 
-def test_a_stub_and_an_exception_are_explained():
+def test_a_stub_an_exception_and_a_non_function_are_explained():
     def stub(lp, lq):
         raise NotImplementedError()
     assert "is not implemented yet" in failure(stub, "importance_weights")
@@ -146,6 +192,7 @@ def test_a_stub_and_an_exception_are_explained():
     def boom(lp, lq):
         raise ZeroDivisionError("boom")
     assert "your function raised ZeroDivisionError: boom" in failure(boom, "importance_weights")
+    assert "is not a function (got a int)" in failure(3, "importance_weights")
 
 
 def test_changing_an_input_in_place_is_reported():
@@ -163,7 +210,7 @@ def test_warnings_and_stderr_never_fail_a_correct_answer(capfd):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check(noisy, "importance_weights")
-        check(noisy, "importance_weights", edge=True)
+        check(noisy, "importance_weights", group="edge")
     out, err = capfd.readouterr()
     assert err == ""
     assert out.count("✓ importance_weights()") == 2
@@ -183,21 +230,156 @@ def test_the_failure_renders_without_a_traceback():
     with pytest.raises(CheckFailed) as info:
         check(lambda lp, lq: (lq - lp).exp(), "importance_weights")
     lines = info.value._render_traceback_()
-    assert lines[0].startswith("CheckFailed: importance_weights(): on the case")
+    assert lines[0].startswith("CheckFailed: importance_weights(): on the random case")
     assert not any("lambda" in line or "check(" in line for line in lines)
 
 
-def test_unknown_part_and_non_function_get_clear_errors():
+def test_unknown_part_group_and_device_get_clear_errors(monkeypatch):
     with pytest.raises(ValueError, match="no graded part named 'gae'; known parts: "):
         get_part("gae")
-    assert "importance_weights(): on the case '" in failure(3, "importance_weights")
-    assert "is not a function (got a int)" in failure(3, "importance_weights")
-
-
-def test_rlteach_device_selects_the_grading_device(monkeypatch, capsys):
-    monkeypatch.setenv("RLTEACH_DEVICE", "cpu")
-    check(stable_weights, "importance_weights")
-    assert "on cpu" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="importance_weights: no case group 'terminations'; groups: random, edge"):
+        check(stable_weights, "importance_weights", group="terminations")
     monkeypatch.setenv("RLTEACH_DEVICE", "tpu")
     with pytest.raises(ValueError, match="RLTEACH_DEVICE='tpu'"):
         check(stable_weights, "importance_weights")
+
+
+def test_a_check_shares_its_credit_among_its_cases():
+    """An answer right on 2 of 3 cases scores 2/3 of the check, and the message says so."""
+    part = PARTS["importance_weights"]
+    cases = part.cases(0, "random")
+    outcomes = reference_outcomes(part, cases)
+    outcomes[1] = Outcome({"result": outcomes[1].observed["result"] + 1.0})
+    verdict = H.judge(part, "random", cases, outcomes, CPU)
+    assert verdict.scores == (1.0, 0.0, 1.0) and verdict.score == pytest.approx(2 / 3)
+    assert f"on the random case '{cases[1].name}' (2 of 3 random cases pass)" in verdict.message
+
+
+# -------------------------------------------------------------------- case factories and RL outputs
+
+
+class Linear(torch.nn.Module):
+    def __init__(self, generator: torch.Generator):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(3, 2, generator=generator, dtype=torch.float64))
+
+
+def _sgd_update(model: Linear, optimizer: torch.optim.Optimizer, x: torch.Tensor) -> dict:
+    loss = (model.weight @ x).pow(2).sum()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.detach()}
+
+
+def _update_cases(seed: int, group: str) -> list[Case]:
+    def make(device):
+        model = Linear(torch.Generator().manual_seed(seed)).to(device)
+        return (model, torch.optim.SGD(model.parameters(), lr=0.1),
+                torch.ones(2, dtype=torch.float64, device=device)), {}
+    return [Case("one SGD step", make=make)]
+
+
+UPDATE = Part("toy_update", _sgd_update, _update_cases, ("random",),
+              observe=lambda result, args, kwargs: {"params": dict(args[0].state_dict()), "stats": result})
+
+
+def test_a_factory_case_gives_fresh_modules_and_the_parameters_after_an_update_are_compared():
+    """The reference and the answer each get their own freshly seeded module and optimizer;
+    an answer that steps twice is caught on the parameters it leaves behind."""
+    def update(model, optimizer, x):
+        optimizer.zero_grad()
+        loss = (model.weight @ x).square().sum()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.detach()}
+
+    def twice(model, optimizer, x):
+        first = update(model, optimizer, x)
+        update(model, optimizer, x)
+        return first
+    check(update, UPDATE)
+    assert "the result['params']['weight'] is wrong" in failure(twice, UPDATE)
+
+
+# ------------------------------------------------------------------------------ behavioural parts
+
+
+def ista(grad_f, prox_g, x0, step, num_iters):
+    x = x0
+    for _ in range(num_iters):
+        x = prox_g(x - step * grad_f(x), step)
+    return x
+
+
+def fista(grad_f, prox_g, x0, step, num_iters):
+    x_prev, y, s = x0, x0, 1.0
+    for _ in range(num_iters):
+        x = prox_g(y - step * grad_f(y), step)
+        s_next = (1 + (1 + 4 * s * s) ** 0.5) / 2
+        y = x + (s - 1) / s_next * (x - x_prev)
+        x_prev, s = x, s_next
+    return x_prev
+
+
+def test_fista_is_graded_by_its_rate_and_ista_loses_exactly_the_rate_share():
+    """On the random group (seeded as in the exercise) a correct FISTA scores 1; ISTA keeps
+    the 'descends' share (1/3 of each case) and loses the rate share on the badly
+    conditioned lassos, with a message that names ISTA's rate."""
+    part = PARTS["fista"]
+    cases = part.cases(5, "random")
+    outcomes = [H.attempt(part, fista, case, CPU) for case in cases]
+    assert H.judge(part, "random", cases, outcomes, CPU).score == 1.0
+    outcomes = [H.attempt(part, ista, case, CPU) for case in cases]
+    verdict = H.judge(part, "random", cases, outcomes, CPU)
+    assert set(verdict.scores) <= {1 / 3, 1.0} and 1 / 3 in verdict.scores
+    assert "within ISTA's O(1/k) bound but not FISTA's" in verdict.message
+    uphill = lambda g, p, x0, step, k: x0 + 10.0
+    outcomes = [H.attempt(part, uphill, case, CPU) for case in cases]
+    assert H.judge(part, "random", cases, outcomes, CPU).score == 0.0
+
+
+def test_a_behavioural_answer_that_runs_too_long_is_stopped_with_a_message():
+    slow = Part("slow", prox_algorithms.fista, PARTS["fista"].cases, ("random", "edge"),
+                properties=PARTS["fista"].properties, time_limit=0.2)
+
+    def forever(*args):
+        while True:
+            pass
+    outcome = H.attempt(slow, forever, slow.cases(5, "edge")[0], CPU)
+    assert outcome.error == "your function ran longer than the 0.2 s this case allows"
+
+
+def test_behavioural_runs_are_reproducible_with_one_thread_and_a_seeded_global_generator():
+    """An answer that draws from the global generator gets the same numbers on every run, and
+    the caller's generator state and thread count are restored."""
+    seen = []
+
+    def noisy_answer(grad_f, prox_g, x0, step, num_iters):
+        seen.append((torch.rand(1).item(), torch.get_num_threads()))
+        return fista(grad_f, prox_g, x0, step, num_iters)
+    part, state, threads = PARTS["fista"], torch.get_rng_state(), torch.get_num_threads()
+    case = part.cases(5, "edge")[0]
+    H.attempt(part, noisy_answer, case, CPU)
+    H.attempt(part, noisy_answer, case, CPU)
+    assert seen[0] == seen[1] and seen[0][1] == 1
+    assert torch.equal(torch.get_rng_state(), state) and torch.get_num_threads() == threads
+
+
+def test_a_property_that_cannot_read_the_observation_scores_zero_with_a_reason():
+    part = Part("p", stable_weights, lambda s, g: [Case("c", (torch.zeros(2), torch.zeros(2)))], ("random",),
+                properties=(Property("positive", lambda observed, case: None if observed["result"].min() > 0 else "no"),))
+    verdict = H.judge(part, "random", part.cases(0, "random"), [Outcome({"result": "text"})], CPU)
+    assert verdict.score == 0.0 and "positive: could not be judged (AttributeError" in verdict.message
+
+
+def test_mistake_hints_prefer_the_mistake_consistent_with_every_case():
+    """When two mistakes give the answer's output on its failing case, the one that also
+    passes the case the answer passed is named."""
+    zero = lambda v: v * 0
+    zero_at_zero = lambda v: torch.where(v == 0, v * 0, v + 1)
+    cases = lambda seed, group: [Case("v = 0", (torch.zeros(2),)), Case("v = 2", (torch.full((2,), 2.0),))]
+    part = Part("toy", lambda v: v + 1, cases, ("random",), (Mistake("always zero", zero),
+                                                             Mistake("zero at zero", zero_at_zero)))
+    message = failure(zero_at_zero, part)
+    assert "(1 of 2 random cases pass)" in message and "zero at zero" in message and "always zero" not in message

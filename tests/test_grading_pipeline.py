@@ -62,13 +62,20 @@ def test_the_untouched_exercise_scores_zero(course, assignment):
     assert set(scores.values()) == {0}
 
 
-def test_passing_visible_but_failing_hidden_tests_loses_exactly_the_hidden_points(course):
+def test_one_failed_edge_case_costs_only_its_share_of_each_cell(course):
+    """Naive weights exp(logp)/exp(logq) fail one of the 7 edge cases (log-probabilities near
+    -1000) and pass the rest. Each cell shares its points between its two checks and each
+    check between its cases: the visible cell (1 point) earns (1 + 6/7)/2 = 13/14 and the
+    hidden cell (2 points) 2·(6/7 + 1)/2 = 13/7, recorded to 4 decimals."""
     solved = course.scores("01_importance_sampling", "solved")
-    assert solved["total"] == 12
+    assert solved["total"] == 16
     scores = course.scores("01_importance_sampling", "visible_only")
-    assert scores["test_importance_weights"] == 1
-    assert scores["hidden_importance_weights"] == 0
-    assert scores["total"] == solved["total"] - 2
+    assert scores["test_importance_weights"] == pytest.approx(13 / 14, abs=1e-4)
+    assert scores["hidden_importance_weights"] == pytest.approx(13 / 7, abs=1e-4)
+    assert scores["total"] == pytest.approx(solved["total"] - 3 + 13 / 14 + 13 / 7, abs=2e-4)
+    autograded = (course.root / "grading" / "autograded" / "visible_only" / "01_importance_sampling"
+                  / "01_importance_sampling.ipynb").read_text()
+    assert "log-probabilities near -1000" in autograded and "partial credit: 0.9286 of 1 points" in autograded
 
 
 def test_an_answer_that_calls_the_reference_scores_zero_for_that_part(course):

@@ -10,20 +10,38 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from rlteach.classroom import grade_class
+from rlteach.grading.classroom import grade_class
 from tests.nbgrader_course import Course, filled
 
 pytestmark = pytest.mark.notebooks
 
 A = "01_importance_sampling"
-FULL = 12
+FULL = 16
+CELLS = 10  # grade cells of exercise 01
 TIMEOUT = 3  # the instructor's per-cell timeout for part 1's test cells, set in the source
 
 WRONG_WEIGHTS = "def importance_weights(logp_target, logp_proposal):\n    return (logp_proposal - logp_target).exp()\n"
 
 
-def answers_with(**changes: str) -> dict[str, str]:
-    return changes
+# An answer that builds, at the top of its cell, a table of the reference's outputs on the
+# cases of every seed and group a grade cell might use, then answers from the table.
+TABULATES = """
+import torch
+from rlteach.importance import importance_weights as reference
+from rlteach.grading.parts import PARTS
+table = {}
+try:
+    for seed in list(range(10)) + list(range(100, 110)):
+        for group in ("random", "edge"):
+            for case in PARTS["importance_weights"].cases(seed, group):
+                table[tuple(case.args[0].reshape(-1).tolist())] = reference(*case.args)
+except BaseException:
+    pass
+
+def importance_weights(logp_target, logp_proposal):
+    key = tuple(logp_target.cpu().reshape(-1).tolist())
+    return table[key].to(logp_target.device) if key in table else (logp_proposal - logp_target).exp()
+"""
 
 
 def with_cells(nb, edit):
@@ -76,7 +94,7 @@ def graded(tmp_path_factory):
         "raises": answer(weighted_is="def weighted_is(fx, logp_target, logp_proposal):\n    raise ValueError('nope')\n"),
         "os_exit": answer(weighted_is="import os\nos._exit(3)\n"),
         "segfault": answer(effective_sample_size="def effective_sample_size(logp_target, logp_proposal):\n"
-                                                 "    import ctypes\n    return ctypes.string_at(0)\n"),
+                                                 "    import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)\n"),
         "memory": answer(per_decision_is="def per_decision_is(rewards, logp, logp_behavior, gamma):\n"
                                          "    blocks = []\n    while True:\n        blocks.append(bytearray(2**28))\n"),
         "huge_output": answer(importance_weights="print('x' * 5_000_000)\n"
@@ -93,12 +111,22 @@ def graded(tmp_path_factory):
         "retagged": tampered_flags,
         "patch_check": answer(importance_weights=WRONG_WEIGHTS + "import rlteach.grading\n"
                                                  "rlteach.grading.check = lambda *a, **k: None\ncheck = rlteach.grading.check\n"),
-        "patch_compare": answer(importance_weights=WRONG_WEIGHTS + "import numpy.testing, torch.testing, rlteach.grading\n"
-                                                   "rlteach.grading.verdict = lambda *a, **k: None\n"
-                                                   "rlteach.grading.compare = lambda *a, **k: None\n"
+        "patch_compare": answer(importance_weights=WRONG_WEIGHTS + "import numpy.testing, torch.testing\n"
+                                                   "import rlteach.grading.harness as harness\n"
+                                                   "harness.judge = lambda *a, **k: None\n"
+                                                   "harness.compare = lambda *a, **k: None\n"
                                                    "torch.testing.assert_close = lambda *a, **k: None\n"
                                                    "numpy.testing.assert_allclose = lambda *a, **k: None\n"),
         "calls_reference": answer(importance_weights="from rlteach.importance import importance_weights\n"),
+        "tabulates": answer(importance_weights=TABULATES),
+        "reloads": answer(importance_weights="import importlib, rlteach.importance\n"
+                                             "fresh = importlib.reload(rlteach.importance).importance_weights\n"
+                                             "def importance_weights(logp_target, logp_proposal):\n"
+                                             "    return fresh(logp_target, logp_proposal)\n"),
+        "untraces": answer(importance_weights="import sys, rlteach.grading.seal as seal\n"
+                                              "for attempt in (lambda: sys.settrace(None), lambda: setattr(seal, 'EVENT', 'x')):\n"
+                                              "    try:\n        attempt()\n    except BaseException:\n        pass\n"
+                                              "from rlteach.importance import importance_weights\n"),
     }
     for student, nb in submissions.items():
         course.submit(student, A, nb)
@@ -110,40 +138,51 @@ def graded(tmp_path_factory):
     return course, {r.student: r for r in results}
 
 
-@pytest.mark.parametrize("student, total, part", [
-    ("solved", FULL, None),
-    ("loops_forever", FULL - 3, "importance_weights"),
-    ("ignores_interrupt", 0, "importance_weights"),  # the kernel no longer answers: the rest is lost too
-    ("raises", FULL - 3, "weighted_is"),
-    ("os_exit", 3, "weighted_is"),
-    ("segfault", 6, "effective_sample_size"),
-    ("memory", FULL - 3, "per_decision_is"),
-    ("huge_output", FULL, None),
-    ("noisy_warnings", FULL, None),
-    ("deleted_tests", FULL - 3, "importance_weights"),
-    ("copied_cell", FULL - 3, "weighted_is"),
-    ("retagged", FULL - 3, "effective_sample_size"),
-    ("patch_check", 0, "importance_weights"),  # the checker is disabled for every part
-    ("patch_compare", FULL - 3, "importance_weights"),
-    ("calls_reference", FULL - 3, "importance_weights"),
-    ("corrupt", 0, None),
-    ("empty", 0, None),
+# A wrong answer that happens to be right on 2 of the 7 edge cases of its part: the inverted
+# ratio q/p (right when q = p and on an empty batch) and the plain mean of f for weighted IS
+# (right for one draw and when q = p). Shares: visible cell 1·(0 + 2/7)/2, hidden cell
+# 2·(2/7 + 0)/2, so the part keeps 3/7 of its 3 points.
+TWO_EDGE_CASES = 3 / 7
+
+
+@pytest.mark.parametrize("student, total, part, kept", [
+    ("solved", FULL, None, 0),
+    ("loops_forever", FULL - 3, "importance_weights", 0),
+    ("ignores_interrupt", 0, "importance_weights", 0),  # the kernel no longer answers: the rest is lost too
+    ("raises", FULL - 3, "weighted_is", 0),
+    ("os_exit", 3, "weighted_is", 0),
+    ("segfault", 6, "effective_sample_size", 0),  # dies in its ESS check: parts 1-2 count, 3-5 are lost
+    ("memory", FULL - 3, "per_decision_is", 0),
+    ("huge_output", FULL, None, 0),
+    ("noisy_warnings", FULL, None, 0),
+    ("deleted_tests", FULL - 3 + TWO_EDGE_CASES, "importance_weights", TWO_EDGE_CASES),
+    ("copied_cell", FULL - 3 + TWO_EDGE_CASES, "weighted_is", TWO_EDGE_CASES),
+    ("retagged", FULL - 3, "effective_sample_size", 0),
+    ("patch_check", 0, "importance_weights", 0),  # the checker is disabled for every part
+    ("patch_compare", FULL - 3 + TWO_EDGE_CASES, "importance_weights", TWO_EDGE_CASES),
+    ("calls_reference", FULL - 3, "importance_weights", 0),
+    ("tabulates", FULL - 3 + TWO_EDGE_CASES, "importance_weights", TWO_EDGE_CASES),  # the table is empty
+    ("reloads", FULL - 3, "importance_weights", 0),
+    ("untraces", FULL - 3, "importance_weights", 0),
+    ("corrupt", 0, None, 0),
+    ("empty", 0, None, 0),
 ])
-def test_each_failure_kind_costs_exactly_its_points(graded, student, total, part):
+def test_each_failure_kind_costs_exactly_its_points(graded, student, total, part, kept):
     course, results = graded
     scores = course.scores(A, student)
-    assert scores["total"] == total == results[student].total
+    assert scores["total"] == pytest.approx(total, abs=2e-4)
+    assert results[student].total == pytest.approx(total, abs=2e-4)
     if part:
-        assert scores[f"test_{part}"] == scores[f"hidden_{part}"] == 0
+        assert scores[f"test_{part}"] + scores[f"hidden_{part}"] == pytest.approx(kept, abs=2e-4)
 
 
 def test_the_whole_class_is_in_the_gradebook_once(graded):
     course, results = graded
-    assert len(results) == 17
+    assert len(results) == 20
     with sqlite3.connect(course.root / "grading" / "gradebook.db") as db:
         rows = db.execute("SELECT count(*), count(DISTINCT student_id) FROM submitted_assignment").fetchone()
-        assert rows == (17, 17)
-        assert db.execute("SELECT count(*) FROM grade").fetchone()[0] == 17 * 8
+        assert rows == (20, 20)
+        assert db.execute("SELECT count(*) FROM grade").fetchone()[0] == 20 * CELLS
     with Gradebook(course.db_url) as gb:
         assert gb.find_assignment(A).max_score == FULL
 
@@ -176,7 +215,7 @@ def test_feedback_never_contains_hidden_test_code(graded):
     hidden = [line.strip() for cell in course.notebook("solutions", A).cells
               for line in cell.source.split("### BEGIN HIDDEN TESTS")[-1].split("### END HIDDEN TESTS")[0].splitlines()
               if "### BEGIN HIDDEN TESTS" in cell.source and line.strip()]
-    assert len(hidden) == 8
+    assert len(hidden) == 11
     feedback = sorted((course.root / "grading" / "feedback").rglob("*.html"))
     assert len(feedback) >= 12
     for path in feedback:
@@ -202,17 +241,17 @@ def test_parallel_and_sequential_runs_agree_and_lms_zips_are_collected(tmp_path_
     lms_course = Course(tmp_path_factory.mktemp("lms"))
     parallel = grade_class(lms_course.root, A, submissions=lms, workers=2, progress=False)
     assert [(r.student, r.scores) for r in sequential] == [(r.student, r.scores) for r in parallel]
-    assert [r.total for r in parallel] == [12, 0, 9, 12, 0, 9]
+    assert [r.total for r in parallel] == pytest.approx([FULL, 0, FULL - 3 + TWO_EDGE_CASES] * 2, abs=2e-4)
     for c in (course, lms_course):
         with sqlite3.connect(c.root / "grading" / "gradebook.db") as db:
-            assert db.execute("SELECT count(*) FROM grade").fetchone()[0] == 6 * 8
+            assert db.execute("SELECT count(*) FROM grade").fetchone()[0] == 6 * CELLS
     csv_lines = (lms_course.root / "grading" / f"grades-{A}.csv").read_text().splitlines()
     assert csv_lines[0].startswith("student_id,total,max_score,test_importance_weights")
-    assert csv_lines[1].startswith("s0,12,12,")
+    assert csv_lines[1].startswith(f"s0,{FULL},{FULL},")
 
 
 def test_the_command_line_grades_an_lms_folder_into_the_named_gradebook(tmp_path_factory, capsys):
-    from rlteach.classroom import main
+    from rlteach.grading.classroom import main
 
     course = Course(tmp_path_factory.mktemp("cli"))
     course.generate(A)
@@ -226,9 +265,44 @@ def test_the_command_line_grades_an_lms_folder_into_the_named_gradebook(tmp_path
     assert main([A, str(lms), "--course", str(course.root), "--db", f"sqlite:///{db}", "--workers", "2",
                  "--csv", str(out_csv)]) == 0
     out = capsys.readouterr().out
-    assert f"{A}: 2 students graded (max 12 points)" in out and "not graded fully: 0" in out
+    assert f"{A}: 2 students graded (max {FULL} points)" in out and "not graded fully: 0" in out
     with Gradebook(f"sqlite:///{db}") as gb:
-        assert gb.find_submission(A, "ada").score == 12 and gb.find_submission(A, "grace").score == 0
-    assert out_csv.read_text().splitlines()[1].startswith("ada,12,12,")
+        assert gb.find_submission(A, "ada").score == FULL and gb.find_submission(A, "grace").score == 0
+    assert out_csv.read_text().splitlines()[1].startswith(f"ada,{FULL},{FULL},")
     assert main([A, str(course.root / "nowhere"), "--course", str(course.root)]) == 2
     assert "no submissions at" in capsys.readouterr().err
+
+
+def test_copies_are_flagged_for_the_instructor_and_cost_no_points(tmp_path_factory, capsys):
+    """A renamed copy of the reference and two students sharing an answer are flagged in the
+    summary and the CSV; an independent answer is not; nobody loses points for a flag."""
+    import inspect
+    import re
+
+    from rlteach import importance
+
+    course = Course(tmp_path_factory.mktemp("copies"))
+    course.generate(A)
+    exercise, solution = course.notebook("exercises", A), course.notebook("solutions", A)
+    copied = inspect.getsource(importance.per_decision_is)
+    copied = re.sub(r'""".*?"""', '"""mine"""', copied, flags=re.S).replace("log_rho", "lr").replace("discounts", "d")
+    copied = "from rlteach.importance import _trajectory\n" + copied
+    shared = ("def per_decision_is(rewards, logp, logp_behavior, gamma):\n"
+              "    out = torch.zeros_like(rewards[0])\n    rho = torch.ones_like(rewards[0])\n"
+              "    for t in range(rewards.shape[0]):\n        rho = rho * torch.exp(logp[t] - logp_behavior[t])\n"
+              "        out = out + gamma ** t * rho * rewards[t]\n    return out\n")
+    independent = ("def per_decision_is(rewards, logp, logp_behavior, gamma):\n"
+                   "    ratios = (logp - logp_behavior).exp().cumprod(0)\n"
+                   "    g = gamma ** torch.arange(len(rewards), dtype=rewards.dtype, device=rewards.device)\n"
+                   "    return torch.einsum('t,tn->n', g, ratios * rewards)\n")
+    answers = {"copier": copied, "alice": shared, "bob": shared.replace("out", "total"), "carol": independent}
+    for student, source in answers.items():
+        course.submit(student, A, filled(exercise, solution, {"per_decision_is": source}))
+    results = {r.student: r for r in grade_class(course.root, A, workers=2, progress=True)}
+    out = capsys.readouterr().out
+    assert all(r.total == FULL for r in results.values())
+    flagged = sorted(line.strip() for line in out.splitlines() if line.strip().startswith("per_decision_is:"))
+    assert [re.sub(r"\d+%", "N%", line) for line in flagged] == [
+        "per_decision_is: alice and bob are N% alike", "per_decision_is: copier and the reference are N% alike"]
+    rows = (course.root / "grading" / f"grades-{A}.csv").read_text()
+    assert "copier and the reference" in rows and "alice and bob" in rows

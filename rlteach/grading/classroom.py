@@ -9,6 +9,10 @@ its own SQLite gradebook made from a template; the parent process alone writes t
 gradebook, one submission at a time, so parallel and sequential runs give the same rows.
 A submission that cannot be graded (corrupt file, empty folder, a crash of nbgrader
 itself) scores zero with its reason; the rest of the class is graded regardless.
+
+After grading, every answer is compared with its part's reference and with the other
+students' answers (:mod:`rlteach.grading.similarity`): close pairs and tampering signs are
+flagged in the summary and the CSV for the instructor to judge; they never cost points.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -29,17 +34,24 @@ from pathlib import Path
 import nbformat
 from tqdm import tqdm
 
+from rlteach.grading.cells import is_grade_cell, parse_checks
+
 CONFIG = "nbgrader_config.py"
 DEFAULT_NAME_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*?)(?:[_ ].*)?\.ipynb$"
 
 
 @dataclass
 class Result:
-    """The outcome of one submission: points per grade cell and why it was not fully graded."""
+    """The outcome of one submission: points per grade cell, why it could not be graded
+    fully (``problems``), which checks failed, its answers' sources, and what the
+    similarity pass flagged for the instructor."""
 
     student: str
     scores: dict[str, float] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    answers: dict[str, str] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)
 
     @property
     def total(self) -> float:
@@ -172,13 +184,74 @@ def grade_one(template: str, assignment: str, student: str, submission: str,
     for name in readable:
         path = work / "grading" / "autograded" / student / assignment / f"{name}.ipynb"
         if path.is_file():
-            incidents = nbformat.read(path, as_version=4).metadata.get("rlteach", {}).get("incidents", [])
+            graded_nb = nbformat.read(path, as_version=4)
+            incidents = graded_nb.metadata.get("rlteach", {}).get("incidents", [])
             result.problems.extend(f"{name}: {incident}" for incident in incidents)
+            _read_graded(graded_nb, result)
     if graded.get("success"):
         feedback = api.generate_feedback(assignment, student, force=True)
         if not feedback.get("success"):
             result.problems.append("feedback could not be generated: " + _first_error(feedback))
     return result, str(work)
+
+
+def _read_graded(nb: nbformat.NotebookNode, result: Result) -> None:
+    """The answers' sources and the failed checks (the grader's ✗ lines) of a graded notebook."""
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            result.answers[meta.get("grade_id", "?")] = cell.source
+        elif is_grade_cell(cell):
+            for output in cell.get("outputs", []):
+                for line in output.get("text", "").splitlines():
+                    if line.startswith("✗ "):
+                        result.failed.append(f"{meta.get('grade_id', '?')}: {line[2:].split(';')[0][:160]}")
+
+
+def answer_references(source_nb: nbformat.NotebookNode) -> dict[str, list[str]]:
+    """``{answer cell: sources of the references its parts seal}``: an answer cell's parts
+    are those checked by the grade cells that follow it, up to the next answer cell."""
+    from rlteach.grading.parts import get_part
+    from rlteach.grading.similarity import reference_source
+
+    references: dict[str, list[str]] = {}
+    current = None
+    for cell in source_nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution") and cell.cell_type == "code":
+            current = meta.get("grade_id")
+            references.setdefault(current, [])
+        elif current and is_grade_cell(cell):
+            for call in parse_checks(cell.source, meta.get("grade_id", "?")):
+                for fn in get_part(call.part).sealed:
+                    source = reference_source(fn)
+                    if source not in references[current]:
+                        references[current].append(source)
+    return references
+
+
+def flag_copies(root: Path, assignment: str, results: list[Result]) -> list[str]:
+    """Similarity flags and tampering signs for the class, written into each result."""
+    from rlteach.grading.similarity import compare_class, tampering_signs
+
+    references: dict[str, list[str]] = {}
+    for path in sorted((root / "solutions" / assignment).glob("*.ipynb")):
+        references.update(answer_references(nbformat.read(path, as_version=4)))
+    by_student = {r.student: r for r in results}
+    lines = []
+    for flag in compare_class({r.student: r.answers for r in results}, references):
+        by_student[flag.student].flags.append(str(flag))
+        if flag.other in by_student:
+            by_student[flag.other].flags.append(str(flag))
+        lines.append(str(flag))
+    for result in results:
+        for cell, source in result.answers.items():
+            signs = tampering_signs(source)
+            if signs:
+                note = f"{cell}: tampering signs ({', '.join(signs)})"
+                result.flags.append(note)
+                lines.append(f"{result.student}: {note}")
+    return lines
 
 
 def _first_error(result: dict) -> str:
@@ -207,15 +280,17 @@ def record(db_url: str, assignment: str, result: Result) -> None:
 
 
 def write_csv(path: Path, results: list[Result], max_scores: dict[str, float]) -> None:
-    """One row per student: total, maximum, points per grade cell, problems."""
+    """One row per student: total, maximum, points per grade cell, then what could not be
+    graded, the checks that failed, and the flags for the instructor (no points)."""
     parts = list(max_scores)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["student_id", "total", "max_score", *parts, "problems"])
+        writer.writerow(["student_id", "total", "max_score", *parts, "not_graded", "failed_checks", "flags"])
         total_max = sum(max_scores.values())
         for result in sorted(results, key=lambda r: r.student):
             writer.writerow([result.student, f"{result.total:g}", f"{total_max:g}",
-                             *(f"{result.scores.get(p, 0.0):g}" for p in parts), "; ".join(result.problems)])
+                             *(f"{result.scores.get(p, 0.0):g}" for p in parts), "; ".join(result.problems),
+                             "; ".join(result.failed), "; ".join(result.flags)])
 
 
 def grade_class(root: Path, assignment: str, submissions: Path | None = None, db_url: str | None = None,
@@ -230,6 +305,10 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
     root = root.resolve()
     api = _api(root, db_url)
     coursedir = api.coursedir
+    sources = root / coursedir.source_directory
+    known = sorted(p.name for p in sources.iterdir() if p.is_dir() and not p.name.startswith(".")) if sources.is_dir() else []
+    if assignment not in known:
+        raise FileNotFoundError(f"no assignment {assignment!r} in {sources}; the assignments are: {', '.join(known) or 'none'}")
     submitted = Path(coursedir.format_path(coursedir.submitted_directory, ".", ".")).resolve()
     submitted.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="rlteach-class-"))
@@ -266,17 +345,20 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
                     shutil.rmtree(work, ignore_errors=True)
                 record(coursedir.db_url, assignment, result)
                 results.append(result)
+        flags = flag_copies(root, assignment, results)
         csv_path = csv_path or submitted.parent / f"grades-{assignment}.csv"
         write_csv(csv_path, results, max_scores)
         if progress:
-            print(summary(assignment, results, max_scores, csv_path, coursedir.db_url))
+            print(summary(assignment, results, max_scores, csv_path, coursedir.db_url, flags))
         return sorted(results, key=lambda r: r.student)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def summary(assignment: str, results: list[Result], max_scores: dict[str, float], csv_path: Path, db_url: str) -> str:
-    """The closing report: totals, per-part means, and every submission not fully graded."""
+def summary(assignment: str, results: list[Result], max_scores: dict[str, float], csv_path: Path, db_url: str,
+            flags: Sequence[str] = ()) -> str:
+    """The closing report: totals, per-part means, every submission not fully graded, and
+    the similarity and tampering flags."""
     total_max = sum(max_scores.values())
     lines = [f"\n{assignment}: {len(results)} students graded (max {total_max:g} points)"]
     if results:
@@ -291,6 +373,8 @@ def summary(assignment: str, results: list[Result], max_scores: dict[str, float]
     for result in sorted(trouble, key=lambda r: r.student):
         for problem in result.problems:
             lines.append(f"    {result.student}: {problem}")
+    lines.append(f"  flagged for you to judge (no points taken): {len(flags)}")
+    lines.extend(f"    {flag}" for flag in flags)
     lines.append(f"  gradebook: {db_url}\n  grades CSV: {csv_path}")
     return "\n".join(lines)
 

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from traitlets.config import Config
 
-from rlteach.autograde import expected_checks
+from rlteach.grading.cells import is_grade_cell, visible_checks
 
 
 def check_notebook(path: Path, timeout: int = 120) -> tuple[list[tuple[str, str, str]], bool]:
@@ -28,20 +32,24 @@ def check_notebook(path: Path, timeout: int = 120) -> tuple[list[tuple[str, str,
     """
     nb = nbformat.read(path, as_version=4)
     run = copy.deepcopy(nb)
-    client = NotebookClient(run, timeout=timeout, kernel_name="python3", allow_errors=True,
+    sockets = tempfile.mkdtemp(prefix="rlteach-check-")
+    ipc = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel"),
+                                    "connection_file": os.path.join(sockets, "kernel.json")}})  # no TCP port
+    client = NotebookClient(run, config=ipc, timeout=timeout, kernel_name="python3", allow_errors=True,
                             resources={"metadata": {"path": str(path.parent)}})
     died = None
     try:
         client.execute()
     except DeadKernelError:
         died = "the kernel died (a crash, os._exit, or memory exhaustion) before this cell finished"
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     report = []
     for cell in run.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade"):
+        if not is_grade_cell(cell):
             continue
-        grade_id = meta.get("grade_id", "?")
-        if expected_checks(cell.source) == []:
+        grade_id = cell.metadata["nbgrader"].get("grade_id", "?")
+        if not visible_checks(cell.source):
             report.append((grade_id, "hidden", "runs when your notebook is graded"))
             continue
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]

@@ -10,7 +10,7 @@ PORT   ?= 8888
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: course test test-fast lint setup browser postgres exercises clean-notebooks bench help
+.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
@@ -36,6 +36,12 @@ browser:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 		else echo "browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver (they are skipped without it)"; fi; }
 
+# Debian's bubblewrap, the sandbox every autograded kernel runs in (rlteach/grading/sandbox.py).
+sandbox:
+	@command -v bwrap >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+		else echo "grading runs student code in bubblewrap: sudo apt-get install bubblewrap (the sandbox tests are skipped without it)"; fi; }
+
 # Debian's PostgreSQL server binaries for the gradebook test (the test starts its own cluster).
 postgres:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
@@ -46,7 +52,7 @@ course: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(AS_ROOT) --ServerApp.root_dir=$(CURDIR) \
 		--LabApp.default_url=/lab/tree/lectures
 
-test: setup browser postgres lint
+test: setup browser postgres sandbox lint
 	$(BIN)/python -m pytest
 
 # ruff and mypy, configured in pyproject.toml.

@@ -174,6 +174,8 @@ class GuardedExecute(Execute):
             reason = sandbox.unavailable()
             if reason:
                 raise sandbox.SandboxUnavailable(reason)
+        else:
+            self.log.warning("grading WITHOUT the sandbox: student code can read the course and use the network")
         self._plan = {index: parse_checks(cell.source, f"grade cell {grade_id(cell) or f'#{index + 1}'}")
                       for index, cell in enumerate(nb.cells) if is_grade_cell(cell)}
         self._salt = notebook_salt([nb.cells[index].source for index in self._plan])
@@ -203,8 +205,6 @@ class GuardedExecute(Execute):
                 os.environ[records.DUMP_ENV] = previous
             shutil.rmtree(self._shared, ignore_errors=True)
             sandbox.remove_cgroup(self._cgroup)
-        if not self.sandbox:
-            self._incidents.append("graded without the sandbox: the kernel could read the course and use the network")
         nb.metadata.setdefault("rlteach", {})["incidents"] = self._incidents
         return nb, resources
 

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from rlteach.grading.cells import is_grade_cell, parse_checks
 
 CONFIG = "nbgrader_config.py"
+UNSANDBOXED = "graded without the sandbox (--unsafe-no-sandbox): student code could read the course and use the network"
 DEFAULT_NAME_PATTERN = r"^(?P<student_id>[A-Za-z0-9][A-Za-z0-9.@-]*?)(?:[_ ].*)?\.ipynb$"
 
 
@@ -127,11 +128,14 @@ def collect(source: Path, submitted: Path, assignment: str, notebook_names: list
     return sorted(set(students))
 
 
-def prepare_template(root: Path, assignment: str, workdir: Path) -> Path:
+def prepare_template(root: Path, assignment: str, workdir: Path, sandboxed: bool = True) -> Path:
     """A private course with the assignment generated into its own SQLite gradebook."""
     template = workdir / "template"
     (template / "solutions").mkdir(parents=True)
     shutil.copy(root / CONFIG, template / CONFIG)
+    if not sandboxed:
+        with open(template / CONFIG, "a") as config:
+            config.write("\nc.GuardedExecute.sandbox = False  # rlteach-grade --unsafe-no-sandbox\n")
     shutil.copytree(root / "solutions" / assignment, template / "solutions" / assignment)
     _ok(_api(template).generate_assignment(assignment, force=True, create=True), "generate_assignment")
     return template
@@ -295,9 +299,18 @@ def write_csv(path: Path, results: list[Result], max_scores: dict[str, float]) -
 
 def grade_class(root: Path, assignment: str, submissions: Path | None = None, db_url: str | None = None,
                 workers: int | None = None, csv_path: Path | None = None, name_pattern: str = DEFAULT_NAME_PATTERN,
-                progress: bool = True) -> list[Result]:
-    """Grade every submission of ``assignment``; see the module docstring."""
+                progress: bool = True, sandboxed: bool | None = None) -> list[Result]:
+    """Grade every submission of ``assignment``; see the module docstring. ``sandboxed=False``
+    grades without isolation (and says so in the summary and in every CSV row); ``None``
+    follows the course's ``c.GuardedExecute.sandbox`` (on unless the instructor turned it off)."""
     from nbgrader.api import Gradebook
+
+    from rlteach.grading.sandbox import SandboxUnavailable, unavailable
+
+    if sandboxed is None:
+        sandboxed = bool(_config(root.resolve()).GuardedExecute.get("sandbox", True))
+    if sandboxed and (reason := unavailable()):
+        raise SandboxUnavailable(reason)
 
     bin_dir = str(Path(sys.executable).parent)  # nbgrader shells out to alembic, which lives beside python
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
@@ -313,7 +326,7 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
     submitted.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="rlteach-class-"))
     try:
-        template = prepare_template(root, assignment, workdir)
+        template = prepare_template(root, assignment, workdir, sandboxed)
         release = Path(tempfile.mkdtemp(prefix="rlteach-release-", dir=workdir))
         master = _api(root, db_url, release_directory=str(release))
         _ok(master.generate_assignment(assignment, force=True, create=True), "generate_assignment (class gradebook)")
@@ -346,6 +359,10 @@ def grade_class(root: Path, assignment: str, submissions: Path | None = None, db
                 record(coursedir.db_url, assignment, result)
                 results.append(result)
         flags = flag_copies(root, assignment, results)
+        if not sandboxed:
+            for result in results:
+                result.flags.insert(0, UNSANDBOXED)
+            flags.insert(0, f"WARNING: {UNSANDBOXED}")
         csv_path = csv_path or submitted.parent / f"grades-{assignment}.csv"
         write_csv(csv_path, results, max_scores)
         if progress:
@@ -391,11 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", type=Path, help="where to write the grades CSV")
     parser.add_argument("--name-pattern", default=DEFAULT_NAME_PATTERN,
                         help="regex with a student_id group, matched against LMS file names")
+    parser.add_argument("--unsafe-no-sandbox", action="store_true",
+                        help="grade without bubblewrap (student code then sees your files and the network)")
     args = parser.parse_args(argv)
     if not (args.course / CONFIG).is_file():
         parser.error(f"{args.course / CONFIG} not found: run from the course folder or pass --course")
     try:
-        grade_class(args.course, args.assignment, args.submissions, args.db, args.workers, args.csv, args.name_pattern)
+        grade_class(args.course, args.assignment, args.submissions, args.db, args.workers, args.csv, args.name_pattern,
+                    sandboxed=False if args.unsafe_no_sandbox else None)
     except (FileNotFoundError, RuntimeError) as err:
         print(f"rlteach-grade: {err}", file=sys.stderr)
         return 2

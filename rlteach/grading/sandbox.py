@@ -145,7 +145,7 @@ def command(workdir: Path, shared: Path, limits: Limits, cgroup: Path | None = N
             bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv",
             "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib",
             "--symlink", "usr/sbin", "/sbin", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
-            "--ro-bind-try", "/sys", "/sys"]
+            ]
     if Path("/usr/lib64").exists():
         args += ["--symlink", "usr/lib64", "/lib64"]
     for name in ETC:

@@ -5,6 +5,7 @@
 and the SQLite gradebook live under ``grading/``, which git ignores.
 """
 import os
+import warnings
 
 here = os.path.dirname(os.path.abspath(__file__))
 c = get_config()  # noqa: F821  (injected by traitlets)
@@ -44,8 +45,10 @@ from nbgrader.preprocessors import (  # noqa: E402
 )
 
 from rlteach.grading.autograde import (  # noqa: E402
+    TEMPLATES,
     GuardedExecute,
     HideHiddenTests,
+    OfflineMath,
     RebuildFromRelease,
     ValidateGradeCells,
 )
@@ -64,11 +67,21 @@ c.Autograde.autograde_preprocessors = [
     GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,
     CheckCellMetadata,
 ]
-c.GenerateFeedback.preprocessors = [HideHiddenTests, GetGrades, CSSHTMLHeaderPreprocessor]
+c.GenerateFeedback.preprocessors = [HideHiddenTests, OfflineMath, GetGrades, CSSHTMLHeaderPreprocessor]
+# Feedback pages: nbgrader's, with each test cell named by the parts it checks and the
+# maths drawn as MathML (no MathJax script, no CDN: they open offline).
+import nbgrader  # noqa: E402
+
+c.HTMLExporter.template_name = "rlteach_feedback"
+c.HTMLExporter.template_file = "rlteach_index.html.j2"
+c.HTMLExporter.extra_template_basedirs = [
+    str(TEMPLATES), os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
 c.GuardedExecute.timeout = 60  # seconds per cell, unless the instructor's cell says otherwise
 c.GuardedExecute.interrupt_on_timeout = True
 c.GuardedExecute.memory_limit_gb = 8.0
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_length = 10_000
 
+warnings.filterwarnings("ignore", message="Object of type .* not in session", module="nbgrader")  # SQLAlchemy notes
 os.makedirs(os.path.join(here, "grading"), exist_ok=True)

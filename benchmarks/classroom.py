@@ -1,6 +1,7 @@
-"""Class-grading benchmark: the same submissions graded sequentially (1 worker) and in
-parallel (one worker per core) by rlteach-grade's engine; prints times, the speed-up and
-whether both runs gave identical scores.
+"""Class-grading benchmark: the same submissions graded by rlteach-grade's engine
+sequentially (1 worker) and in parallel (one worker per core), each kernel in the
+sandbox, and in parallel without it; prints times, the speed-up, the sandbox's cost and
+whether all runs gave identical scores.
 
     .venv/bin/python benchmarks/classroom.py [--students 100] [--assignment 01_importance_sampling]
 """
@@ -33,7 +34,8 @@ def main() -> None:
     workers = os.cpu_count() or 1
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for label, n_workers in (("sequential", 1), ("parallel", workers)):
+        for label, n_workers, sandboxed in (("sequential", 1, True), ("parallel", workers, True),
+                                            ("no sandbox", workers, False)):
             (Path(tmp) / label).mkdir()
             course = Course(Path(tmp) / label)
             course.generate(args.assignment)
@@ -46,7 +48,7 @@ def main() -> None:
             for i in range(args.students):
                 course.submit(f"student{i:03d}", args.assignment, variants[i % len(variants)])
             start = time.perf_counter()
-            results = grade_class(course.root, args.assignment, workers=n_workers, progress=False)
+            results = grade_class(course.root, args.assignment, workers=n_workers, progress=False, sandboxed=sandboxed)
             seconds = time.perf_counter() - start
             with sqlite3.connect(course.root / "grading" / "gradebook.db") as db:
                 rows = db.execute("SELECT count(*), count(DISTINCT student_id) FROM submitted_assignment").fetchone()
@@ -58,8 +60,9 @@ def main() -> None:
     for label, (n, seconds, _, (subs, students, grades)) in runs.items():
         print(f"{label:<12} {n:>7} {seconds:8.1f} {seconds / args.students:13.2f} {subs:>12} {students:>9} {grades:>11}")
     speedup = runs["sequential"][1] / runs["parallel"][1]
-    same = runs["sequential"][2] == runs["parallel"][2]
-    print(f"\nspeed-up {speedup:.2f}x; identical scores: {same}")
+    overhead = runs["parallel"][1] / runs["no sandbox"][1] - 1
+    same = runs["sequential"][2] == runs["parallel"][2] == runs["no sandbox"][2]
+    print(f"\nspeed-up {speedup:.2f}x; sandbox cost {overhead:+.1%} of the parallel time; identical scores: {same}")
 
 
 if __name__ == "__main__":

@@ -172,3 +172,17 @@ def test_the_dump_variable_is_where_check_records_under_grading(monkeypatch, tmp
     (first, second) = sorted(os.listdir(tmp_path))
     assert records.load(tmp_path / first)[:3] == ("importance_weights", 1, "random")
     assert records.load(tmp_path / second)[:3] == ("importance_weights", 1, "edge")
+
+
+def test_without_bubblewrap_grading_stops_naming_the_package(monkeypatch, tmp_path):
+    """Where bwrap cannot run, the sandbox says what to install; it never falls back silently."""
+    from rlteach.grading import sandbox
+    from rlteach.grading.classroom import grade_class
+
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    reason = sandbox.unavailable()
+    assert "bubblewrap (bwrap) is not installed" in reason and "apt-get install bubblewrap" in reason
+    assert "--unsafe-no-sandbox" in reason
+    (tmp_path / "nbgrader_config.py").write_text("c = get_config()\n")
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
+        grade_class(tmp_path, "01_importance_sampling", progress=False)

@@ -30,6 +30,7 @@ REDRAW_TIMEOUT_MS = 20_000
 
 pytestmark = [
     pytest.mark.notebooks,
+    pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (`make browser`)"),
 ]
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.lab_server import ROOT, drain, free_port, get, stop, wait_until_ready
 
-pytestmark = pytest.mark.notebooks
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from nbgrader.api import Gradebook
 from rlteach.grading.classroom import grade_class
 from tests.nbgrader_course import Course, filled
 
-pytestmark = pytest.mark.notebooks
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 A = "01_importance_sampling"
 BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 

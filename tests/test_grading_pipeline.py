@@ -86,3 +86,18 @@ def test_an_answer_that_calls_the_reference_scores_zero_for_that_part(course):
     autograded = (course.root / "grading" / "autograded" / "delegates" / "01_importance_sampling"
                   / "01_importance_sampling.ipynb").read_text()
     assert "sealed during grading" in autograded
+
+
+def test_a_grade_cell_the_grader_cannot_read_stops_generation_with_its_id(tmp_path):
+    """An instructor's typo is loud at `make exercises`, never silent at grading time."""
+    import json
+
+    course = Course(tmp_path)
+    source = course.root / "solutions" / "01_importance_sampling" / "01_importance_sampling.ipynb"
+    nb = json.loads(source.read_text())
+    cell = next(c for c in nb["cells"] if c["id"] == "hidden_weighted_is")
+    cell["source"] = ["# hidden tests\n", "### BEGIN HIDDEN TESTS\n", 'check(weighted_is, "weighted_iss", seed=3)\n',
+                      "### END HIDDEN TESTS\n"]
+    source.write_text(json.dumps(nb))
+    with pytest.raises(AssertionError, match="grade cell hidden_weighted_is: no graded part named 'weighted_iss'"):
+        course.generate("01_importance_sampling")

@@ -13,7 +13,7 @@ from nbgrader.api import Gradebook
 from rlteach.grading.classroom import grade_class
 from tests.nbgrader_course import Course, filled
 
-pytestmark = pytest.mark.notebooks
+pytestmark = [pytest.mark.notebooks, pytest.mark.slow]
 
 A = "01_importance_sampling"
 FULL = 16
@@ -222,8 +222,11 @@ def test_feedback_never_contains_hidden_test_code(graded):
         html = path.read_text()
         assert not any(line in html or line.replace('"', "&quot;") in html for line in hidden), path
         assert "hidden checks ran here" in html
+        assert "cdnjs" not in html and '<script src="http' not in html  # opens offline
+        assert "<math" in html  # the task's maths, drawn as MathML
     bob = (course.root / "grading" / "feedback" / "deleted_tests" / A / f"{A}.html").read_text()
     assert "hidden_importance_weights" in bob and "ratio inverted" in bob
+    assert ">importance_weights() hidden tests</a>" in bob and ">weighted_is() tests</a>" in bob  # the contents name parts
 
 
 def test_parallel_and_sequential_runs_agree_and_lms_zips_are_collected(tmp_path_factory):
@@ -271,6 +274,9 @@ def test_the_command_line_grades_an_lms_folder_into_the_named_gradebook(tmp_path
     assert out_csv.read_text().splitlines()[1].startswith(f"ada,{FULL},{FULL},")
     assert main([A, str(course.root / "nowhere"), "--course", str(course.root)]) == 2
     assert "no submissions at" in capsys.readouterr().err
+    assert main(["03_missing", "--course", str(course.root)]) == 2
+    assert capsys.readouterr().err == (f"rlteach-grade: no assignment '03_missing' in {course.root / 'solutions'}; "
+                                       "the assignments are: 01_importance_sampling, 02_proximal_operators\n")
 
 
 def test_copies_are_flagged_for_the_instructor_and_cost_no_points(tmp_path_factory, capsys):

@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import html
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 import textwrap
 from collections import defaultdict
@@ -40,6 +43,7 @@ from typing import Any, cast
 import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import run_sync
 from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
@@ -48,7 +52,9 @@ from traitlets import Bool, Float, Integer, List, Unicode
 
 from rlteach.device import default_device
 from rlteach.grading import records, sandbox
-from rlteach.grading.cells import HIDDEN, Call, GradeCellError, grade_id, hidden_count, is_grade_cell, parse_checks
+from rlteach.grading.cells import (
+    HIDDEN, Call, GradeCellError, grade_id, hidden_count, is_grade_cell, parse_checks, visible_checks,
+)
 from rlteach.grading.cells import validate as validate_cells
 from rlteach.grading.harness import Verdict, judge, resolve, salted
 from rlteach.grading.seal import cell_hash
@@ -157,6 +163,14 @@ class GuardedExecute(Execute):
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(**kwargs)
+
+    async def async_start_new_kernel(self, **kwargs: Any) -> None:
+        # The kernel's own start-up lines ("To connect another client ...") are not the grader's output.
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        await super().async_start_new_kernel(**kwargs)
+
+    start_new_kernel = run_sync(async_start_new_kernel)  # nbclient binds the sync form to its own
 
     def create_kernel_manager(self) -> Any:
         km = super().create_kernel_manager()
@@ -359,11 +373,43 @@ def judge_cell(calls: list[Call], paths: list[str], salt: str,
     return lines, shares, tampered
 
 
+TEMPLATES = Path(__file__).parent / "templates"  # rlteach_feedback: nbgrader's page, parts named, maths offline
+MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)", re.S)
+
+
+class OfflineMath(NbGraderPreprocessor):
+    """In feedback, the maths of markdown cells becomes MathML (the browser draws it; no
+    MathJax script and no CDN): ``$$...$$`` as a block, ``$...$`` inline."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
+        if cell.cell_type == "markdown":
+            cell.source = MATH.sub(_mathml, cell.source)
+        return cell, resources
+
+
+def _mathml(match: re.Match) -> str:
+    from latex2mathml.converter import convert
+
+    block, inline = match.group(1), match.group(2)
+    try:
+        return convert(block if block is not None else inline, display="block" if block is not None else "inline")
+    except Exception:  # maths the converter cannot read stays visible as its source
+        return f"<code>{html.escape(match.group(0))}</code>"
+
+
 class HideHiddenTests(NbGraderPreprocessor):
-    """In feedback, grade cells show their visible code and a count of hidden checks."""
+    """In feedback, grade cells show their visible code and a count of hidden checks, and
+    the table of contents names what each one checks."""
 
     def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple[NotebookNode, dict]:
         if cell.cell_type == "code" and is_grade(cell):
+            try:
+                calls = parse_checks(cell.source)
+                names = dict.fromkeys(f"{call.part}()" for call in calls)
+                kind = "hidden tests" if HIDDEN.search(cell.source) and not visible_checks(cell.source) else "tests"
+                cell.metadata.setdefault("rlteach", {})["checks"] = f"{', '.join(names)} {kind}"
+            except GradeCellError:
+                pass
             def summary(match: Any) -> str:
                 count = hidden_count(match.group(0))
                 return f"# {count} hidden check{'s' if count != 1 else ''} ran here; the lines below say how they went"

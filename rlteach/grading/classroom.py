@@ -24,6 +24,7 @@ import re
 import shutil
 import sys
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,6 +36,9 @@ import nbformat
 from tqdm import tqdm
 
 from rlteach.grading.cells import is_grade_cell, parse_checks
+
+# nbgrader's gradebook code trips SQLAlchemy's autoflush notes; they say nothing to an instructor.
+warnings.filterwarnings("ignore", message="Object of type .* not in session", module="nbgrader")
 
 CONFIG = "nbgrader_config.py"
 UNSANDBOXED = "graded without the sandbox (--unsafe-no-sandbox): student code could read the course and use the network"

@@ -10,7 +10,7 @@ PORT   ?= 8888
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench help
+.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench student-edition help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint       ruff and mypy"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      time every notebook and one autograde per assignment"
+	@echo "make student-edition  what students receive: build/student/rlteach-course/ and its .zip"
 
 setup: $(STAMP)
 
@@ -72,3 +73,7 @@ clean-notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/course.py
+
+# What students receive (scripts/student_edition.py): build/student/rlteach-course/ and .zip.
+student-edition: setup
+	$(BIN)/python scripts/student_edition.py --out build/student

@@ -40,15 +40,29 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from rlteach._validate import as_tensor, check_finite, no_nan, non_empty, positive_int, same_device, same_shape
+from rlteach._validate import (
+    as_tensor,
+    check_finite,
+    no_nan,
+    non_empty,
+    positive_int,
+    positive_number,
+    same_device,
+    same_shape,
+)
 
 __all__ = [
+    "GaussianFit",
     "KLSummary",
     "categorical_fisher",
     "categorical_kl",
     "expm1_minus",
+    "fisher_ball_boundary",
+    "fit_gaussian_by_kl",
     "forward_kl",
     "gaussian_kl",
+    "gaussian_mixture_logits",
+    "kl_ball_boundary",
     "kl_k1",
     "kl_k2",
     "kl_k3",
@@ -57,6 +71,7 @@ __all__ = [
     "linear_softmax_logits",
     "mean_categorical_kl",
     "reverse_kl",
+    "simplex_directions",
 ]
 
 _SERIES_CUTOFF = 0.5
@@ -390,3 +405,204 @@ def kl_quadratic(fisher: Tensor, delta: Tensor) -> Tensor:
     if fisher.ndim != 2 or fisher.shape[0] != fisher.shape[1] or delta.ndim == 0 or delta.shape[-1] != fisher.shape[0]:
         raise ValueError(f"mismatched shapes: fisher {tuple(fisher.shape)} must be (P, P) for delta {tuple(delta.shape)} = (..., P)")
     return 0.5 * ((delta @ fisher) * delta).sum(dim=-1)  # ½ δᵀFδ
+
+
+# ------------------------------------------------------- fitting a one-bump model, either direction
+
+
+def gaussian_mixture_logits(x: Tensor, means: Tensor, stds: Tensor, weights: Tensor | None = None) -> Tensor:
+    r"""Log-density (up to a constant) of a Gaussian mixture on grid points, for a discretised target.
+
+    .. math:: \log p(x) = \log \sum_j w_j\, \frac{1}{\sigma_j} e^{-\frac12 ((x - \mu_j)/\sigma_j)^2} + \text{const}
+
+    Parameters
+    ----------
+    x : Tensor, shape (N,)
+        Grid points (the bins of a categorical distribution).
+    means, stds : Tensor, shape (J,)
+        The components; stds > 0.
+    weights : Tensor, shape (J,), optional
+        Mixture weights (normalised here); default equal.
+
+    Returns
+    -------
+    Tensor, shape (N,)
+        Logits: ``torch.softmax`` of them is the discretised mixture.
+    """
+    x, means, stds = as_tensor("x", x), as_tensor("means", means), as_tensor("stds", stds)
+    same_shape(means=means, stds=stds)
+    if bool((stds <= 0).any()):
+        raise ValueError("stds must be > 0")
+    w = torch.ones_like(means) if weights is None else as_tensor("weights", weights).to(means)
+    if w.shape != means.shape or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise ValueError("weights: expected one non-negative weight per component, not all zero")
+    log_w = torch.log(w / w.sum()) - torch.log(stds)  # log(w_j/σ_j)
+    z = (x[:, None] - means[None, :]) / stds[None, :]
+    return torch.logsumexp(log_w[None, :] - 0.5 * z**2, dim=-1)  # log Σ_j w_j N(x; μ_j, σ_j²)
+
+
+class GaussianFit(NamedTuple):
+    """The best one-bump model of a target on a grid, in one KL direction (see :func:`fit_gaussian_by_kl`)."""
+
+    mean: float  # μ of the best discretised Gaussian
+    std: float  # σ of the best discretised Gaussian
+    kl: float  # its KL in the chosen direction
+    logits: Tensor  # (N,): its logits on the grid
+    kls: Tensor  # (M, S): the KL for every (mean, std) of the search grid
+
+
+def fit_gaussian_by_kl(x: Tensor, target_logits: Tensor, means: Tensor, stds: Tensor, direction: str) -> GaussianFit:
+    r"""Fit a discretised Gaussian q to a target p on a grid by minimising a KL, by exhaustive search.
+
+    - ``direction="forward"``: :math:`\min_q \mathrm{KL}(p\|q)`, the expectation under the
+      target: q must put mass wherever p has it (mode covering, maximum likelihood).
+    - ``direction="reverse"``: :math:`\min_q \mathrm{KL}(q\|p)`, the expectation under the
+      model: q may ignore part of p but must avoid where p has none (mode seeking).
+
+    Every (μ, σ) of the grid ``means`` × ``stds`` is evaluated (no local optimiser can get
+    stuck), with the model :math:`q(x) \propto e^{-\frac12((x-\mu)/\sigma)^2}` normalised
+    over the grid points. Bishop 2006, "Pattern Recognition and Machine Learning", §10.1.2.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N,)
+        The grid.
+    target_logits : Tensor, shape (N,)
+        The target's logits on the grid (e.g. :func:`gaussian_mixture_logits`).
+    means, stds : Tensor, shapes (M,) and (S,)
+        The search grid; stds > 0.
+    direction : str
+        ``"forward"`` or ``"reverse"``.
+
+    Returns
+    -------
+    GaussianFit
+        Ties go to the first (mean, std) in the grid's order.
+    """
+    if direction not in ("forward", "reverse"):
+        raise ValueError(f"direction must be 'forward' or 'reverse', got {direction!r}")
+    x, target_logits = as_tensor("x", x), as_tensor("target_logits", target_logits)
+    means, stds = as_tensor("means", means), as_tensor("stds", stds)
+    if x.ndim != 1 or target_logits.shape != x.shape:
+        raise ValueError(f"mismatched shapes: x {tuple(x.shape)} and target_logits {tuple(target_logits.shape)} must be (N,)")
+    if bool((stds <= 0).any()):
+        raise ValueError("stds must be > 0")
+    model = -0.5 * ((x - means[:, None, None]) / stds[None, :, None]) ** 2  # (M, S, N) logits of q
+    target = target_logits.expand_as(model)
+    kls = forward_kl(target, model) if direction == "forward" else reverse_kl(target, model)  # (M, S)
+    best = int(kls.argmin())
+    m, s = divmod(best, stds.shape[0])
+    return GaussianFit(float(means[m]), float(stds[s]), float(kls[m, s]), model[m, s], kls)
+
+
+# ------------------------------------------------------------ balls on the probability simplex
+
+
+def simplex_directions(num: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    r"""``num`` unit directions of the plane :math:`\{u \in \mathbb R^3 : u_1 + u_2 + u_3 = 0\}`.
+
+    The directions in which a distribution over 3 actions can move and stay a distribution:
+    :math:`u(\varphi) = \cos\varphi\, e_1 + \sin\varphi\, e_2` with the orthonormal basis
+    :math:`e_1 = (1, -1, 0)/\sqrt2`, :math:`e_2 = (1, 1, -2)/\sqrt6`, for φ evenly spaced
+    over [0, 2π) (the first is e₁).
+
+    Returns
+    -------
+    Tensor, shape (num, 3)
+    """
+    num = positive_int("num", num)
+    phi = torch.arange(num, dtype=dtype) * (2 * math.pi / num)
+    e1 = torch.tensor([1.0, -1.0, 0.0], dtype=dtype) / math.sqrt(2.0)
+    e2 = torch.tensor([1.0, 1.0, -2.0], dtype=dtype) / math.sqrt(6.0)
+    return phi.cos()[:, None] * e1 + phi.sin()[:, None] * e2
+
+
+def _probabilities(probs: object) -> Tensor:
+    p = as_tensor("probs", probs)
+    if p.ndim != 1 or p.shape[0] < 2:
+        raise ValueError(f"probs: expected one distribution of shape (K,), K >= 2, got {tuple(p.shape)}")
+    if bool((p <= 0).any()) or abs(float(p.sum()) - 1.0) > 1e-9 * p.shape[0] + 10 * torch.finfo(p.dtype).eps:
+        raise ValueError("probs: expected probabilities > 0 that sum to 1")
+    return p
+
+
+def _directions(p: Tensor, directions: object) -> Tensor:
+    u = as_tensor("directions", directions).to(p)
+    if u.ndim != 2 or u.shape[1] != p.shape[0]:
+        raise ValueError(f"mismatched shapes: directions {tuple(u.shape)} must be (num, {p.shape[0]}) for probs {tuple(p.shape)}")
+    if float(u.sum(-1).abs().max()) > 1e-9 * float(u.abs().max()):
+        raise ValueError("directions must sum to 0 (they move along the simplex)")
+    if bool((u.norm(dim=-1) == 0).any()):
+        raise ValueError("directions must be nonzero")
+    return u
+
+
+def kl_ball_boundary(probs: Tensor, max_kl: float, directions: Tensor, iterations: int = 100) -> Tensor:
+    r"""The boundary of the KL ball :math:`\{q \in \Delta : \mathrm{KL}(\pi\|q) \le \delta\}` along given directions.
+
+    Along each ray :math:`q(t) = \pi + t u` (Σu = 0), :math:`t \mapsto \mathrm{KL}(\pi\|q(t))`
+    is 0 at t = 0, increasing and convex, and it tends to +∞ as q(t) reaches a face of the
+    simplex (:math:`q_i \to 0` where :math:`\pi_i > 0`). So every ray meets the sphere
+    :math:`\mathrm{KL} = \delta` exactly once, strictly inside the simplex: the KL ball never
+    contains a distribution that forbids an action π takes. The crossing is found by
+    bisection on :math:`t \in (0, t_{\max})`, :math:`t_{\max} = \min_{u_i<0} \pi_i/(-u_i)`.
+    The direction is TRPO's, :math:`\mathrm{KL}(\pi_{old}\|\pi)`, with π the old policy.
+
+    Parameters
+    ----------
+    probs : Tensor, shape (K,)
+        π, all entries > 0.
+    max_kl : float
+        δ > 0.
+    directions : Tensor, shape (num, K)
+        Nonzero, each summing to 0 (e.g. :func:`simplex_directions`).
+    iterations : int
+        Bisection steps (100 halve the bracket to float64 resolution).
+
+    Returns
+    -------
+    Tensor, shape (num, K)
+        Points of the simplex with :math:`\mathrm{KL}(\pi\|q) = \delta`.
+    """
+    p = _probabilities(probs)
+    u = _directions(p, directions)
+    delta = positive_number("max_kl", max_kl, what="the KL radius δ")
+    with torch.no_grad():
+        ratio = torch.where(u < 0, p / (-u).clamp(min=torch.finfo(p.dtype).tiny), torch.full_like(u, math.inf))
+        high = ratio.min(dim=-1).values  # the ray leaves the simplex at t_max
+        low = torch.zeros_like(high)
+        logp = p.log()
+        for _ in range(positive_int("iterations", iterations)):
+            mid = 0.5 * (low + high)
+            q = (p + mid[:, None] * u).clamp(min=torch.finfo(p.dtype).tiny)
+            inside = (p * (logp - q.log())).sum(-1) <= delta  # KL(π‖q) ≤ δ
+            low = torch.where(inside, mid, low)
+            high = torch.where(inside, high, mid)
+    return p + low[:, None] * u  # q on the sphere KL(π‖q) = δ (from inside)
+
+
+def fisher_ball_boundary(probs: Tensor, max_kl: float, directions: Tensor) -> Tensor:
+    r"""The boundary of the quadratic KL ball :math:`\{q : \tfrac12 (q - \pi)^\top \operatorname{diag}(1/\pi)(q - \pi) \le \delta\}`.
+
+    The second-order approximation of :func:`kl_ball_boundary`: on the simplex the Fisher
+    information of a categorical distribution, in the coordinates q, is diag(1/π), so
+    :math:`\mathrm{KL}(\pi\|q) \approx \tfrac12 \|q - \pi\|_F^2` and the ball is an ellipse
+    of Fisher radius :math:`\sqrt{2\delta}`, with the closed form
+    :math:`t = \sqrt{2\delta / \sum_i u_i^2/\pi_i}` along each direction u. Unlike the true
+    KL ball it can poke out of the simplex when δ is not small.
+
+    Parameters
+    ----------
+    probs : Tensor, shape (K,)
+    max_kl : float
+    directions : Tensor, shape (num, K)
+
+    Returns
+    -------
+    Tensor, shape (num, K)
+    """
+    p = _probabilities(probs)
+    u = _directions(p, directions)
+    delta = positive_number("max_kl", max_kl, what="the KL radius δ")
+    t = torch.sqrt(2 * delta / (u**2 / p).sum(-1))  # ½ t² uᵀdiag(1/π)u = δ
+    return p + t[:, None] * u

@@ -52,16 +52,20 @@ from rlteach._validate import as_tensor, check_finite, check_radius, positive_in
 
 __all__ = [
     "SOLVERS",
+    "ExactPath",
     "ExactStep",
     "SubproblemStep",
     "TrustRegionConfig",
     "TrustRegionResult",
     "cauchy_point",
     "dogleg",
+    "dogleg_path",
+    "exact_path",
     "prox_lam_for_radius",
     "prox_step",
     "quadratic_model",
     "radius_for_prox_lam",
+    "reduction_ratio",
     "rosenbrock",
     "rosenbrock_grad",
     "rosenbrock_hess",
@@ -454,6 +458,98 @@ def radius_for_prox_lam(g: Tensor, H: Tensor, lam: float) -> float:
     The inverse of :func:`prox_lam_for_radius` (where the prox step exists).
     """
     return float(prox_step(g, H, lam).norm())  # ρ(λ) = ‖(H + I/λ)⁻¹g‖
+
+
+class ExactPath(NamedTuple):
+    """Global solutions of the subproblem for a range of radii (see :func:`exact_path`)."""
+
+    radii: Tensor  # (R,): the radii ρ, as given
+    steps: Tensor  # (R, n): p*(ρ)
+    mus: Tensor  # (R,): μ(ρ), 0 where the Newton step fits in the ball
+    model: Tensor  # (R,): m(p*(ρ)), non-increasing in ρ
+
+
+def exact_path(g: Tensor, H: Tensor, radii: Tensor) -> ExactPath:
+    r"""The trust-region solution :math:`p^*(\rho)` for each radius in ``radii``.
+
+    As ρ grows from 0 the solution leaves 0 along −g (for small ρ the linear term rules),
+    bends toward the Newton step, and stops there once :math:`\|H^{-1}g\| \le \rho`
+    (H positive definite). The same curve is traced by the prox step
+    :math:`\operatorname{prox}_{\lambda m}(0)` as λ = 1/μ grows (see :func:`prox_step`).
+
+    Parameters
+    ----------
+    g : Tensor, shape (n,)
+    H : Tensor, shape (n, n), symmetric
+    radii : Tensor, shape (R,)
+        ρ > 0 each.
+
+    Returns
+    -------
+    ExactPath
+    """
+    g, H = _problem(g, H)
+    radii = as_tensor("radii", radii).to(g).reshape(-1)
+    solutions = [solve_exact(g, H, float(r)) for r in radii]
+    steps = torch.stack([s.step for s in solutions]) if solutions else g.new_zeros((0, g.shape[0]))
+    return ExactPath(radii, steps, g.new_tensor([s.mu for s in solutions]), quadratic_model(g, H, steps))
+
+
+def dogleg_path(g: Tensor, H: Tensor) -> Tensor:
+    r"""The corners of the dogleg path: 0, the steepest-descent minimiser p^U, the Newton step p^B.
+
+    .. math:: p^U = -\frac{g^\top g}{g^\top H g}\, g,\qquad p^B = -H^{-1} g
+
+    The dogleg step of radius ρ is where this polyline leaves the ball ‖p‖ ≤ ρ (or p^B when
+    the whole path fits). For drawing; see :func:`dogleg`.
+
+    Parameters
+    ----------
+    g : Tensor, shape (n,), nonzero
+    H : Tensor, shape (n, n), symmetric positive definite
+
+    Returns
+    -------
+    Tensor, shape (3, n)
+    """
+    g, H = _problem(g, H)
+    if float(g.norm()) == 0.0:
+        raise ValueError("dogleg_path needs g != 0 (the path is the single point 0)")
+    chol, info = torch.linalg.cholesky_ex(H)
+    if int(info) != 0:
+        raise ValueError("dogleg_path needs H positive definite (Cholesky failed)")
+    p_u = -(float(g @ g) / float(g @ (H @ g))) * g  # along −g to the model's minimum
+    p_b = -torch.cholesky_solve(g.unsqueeze(-1), chol).squeeze(-1)  # −H⁻¹g
+    return torch.stack((torch.zeros_like(g), p_u, p_b))
+
+
+def reduction_ratio(fun: Callable[[Tensor], Tensor], x: Tensor, p: Tensor, g: Tensor, H: Tensor) -> float:
+    r"""How well the quadratic model predicted a step: actual over predicted reduction.
+
+    .. math:: \rho = \frac{f(x) - f(x + p)}{m(0) - m(p)},\qquad m(p) = g^\top p + \tfrac12 p^\top H p
+
+    Near 1 the model is trustworthy at this distance; small or negative, it promised a
+    decrease that f did not deliver. The quantity that :func:`trust_region_minimize` uses
+    to grow or shrink the radius (Nocedal & Wright, eq. (4.4)).
+
+    Parameters
+    ----------
+    fun : callable
+        f, returning a scalar tensor.
+    x, p : Tensor, shape (n,)
+        The point and the step.
+    g, H : Tensor
+        ∇f(x) and ∇²f(x) (or any model's gradient and Hessian).
+
+    Returns
+    -------
+    float
+        NaN when the model predicts no decrease (m(p) ≥ 0).
+    """
+    predicted = -float(quadratic_model(g, H, p))  # m(0) − m(p)
+    if predicted <= 0:
+        return math.nan
+    return (float(fun(x)) - float(fun(x + p))) / predicted  # actual / predicted
 
 
 SOLVERS: dict[str, Callable[[Tensor, Tensor, float], ExactStep | SubproblemStep]] = {

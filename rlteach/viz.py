@@ -3,10 +3,14 @@ none computes and plots at once. Drawing functions take the matplotlib ``Figure`
 ``Axes`` to draw on and return the axes, so tests can read what was drawn.
 
 A few small data functions (:func:`prox_field`, :func:`prox_scene`, :func:`level_grid`,
-:func:`set_outline`, :func:`step_comparison`, :func:`sent_to_zero`, :func:`histogram_view`)
-prepare the arrays a figure needs, calling :mod:`rlteach.prox` for the math, and
-:func:`prox_readout`, :func:`explorer_title` and :func:`format_number` turn results into
-text; they return arrays or strings and draw nothing."""
+:func:`set_outline`, :func:`step_comparison`, :func:`sent_to_zero`, :func:`histogram_view`;
+for lecture 03 :func:`trust_region_scene`, :func:`gaussian_kl_scene`, :func:`bimodal_fit_scene`,
+:func:`simplex_ball_scene`, :func:`mirror_step_scene`, :func:`level_grid_of`) prepare the arrays
+a figure needs, calling :mod:`rlteach.prox`, :mod:`rlteach.trust_region` and :mod:`rlteach.kl`
+for the math, and the readouts (:func:`prox_readout`, :func:`explorer_title`,
+:func:`trust_region_readout`, :func:`kl_direction_readout`, :func:`simplex_ball_readout`,
+:func:`mirror_readout`, :func:`format_number`) turn results into text; they return arrays or
+strings and draw nothing."""
 
 from __future__ import annotations
 
@@ -16,10 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
+from torch import Tensor
 
+from rlteach import kl, projections, prox, trust_region
 from rlteach.importance import GaussianISExperiment, ISTheory
 from rlteach.projections import SET_NAMES
 from rlteach.prox import PROX_NAMES, gradient_of, prox_of, prox_path, value_of
@@ -860,3 +867,531 @@ def draw_objective_gaps(ax: Axes, gaps: Mapping[str, np.ndarray], *,
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize="small")
     return ax
+
+
+# ------------------------------------------------------------------------- trust regions: data
+
+
+def level_grid_of(fn: Callable[[np.ndarray], np.ndarray], xlim: tuple[float, float], ylim: tuple[float, float],
+                  num: int = 161) -> LevelGrid:
+    """Any function of the plane on a ``num`` × ``num`` grid, for its level sets.
+
+    Parameters
+    ----------
+    fn : callable
+        Points of shape (..., 2), float64, to values of shape (...).
+    xlim, ylim : (float, float)
+        The grid's range along each coordinate.
+    num : int
+        Grid points per side, ≥ 2.
+
+    Returns
+    -------
+    LevelGrid
+        ``values[i, j] = fn((xs[j], ys[i]))``.
+    """
+    if int(num) < 2:
+        raise ValueError(f"num must be >= 2 (grid points per side), got {num}")
+    if not (xlim[0] < xlim[1] and ylim[0] < ylim[1]):
+        raise ValueError(f"empty range: xlim={xlim}, ylim={ylim}")
+    xs, ys = np.linspace(*xlim, int(num)), np.linspace(*ylim, int(num))
+    xx, yy = np.meshgrid(xs, ys)
+    return LevelGrid(xs, ys, np.asarray(fn(np.stack([xx, yy], axis=-1)), dtype=np.float64))
+
+
+def _t(x: Any) -> Tensor:
+    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().copy()
+
+
+def _optional(t: Tensor | None) -> np.ndarray | None:
+    return None if t is None else _numpy(t)
+
+
+class TrustRegionScene(NamedTuple):
+    """One trust-region subproblem in the plane, solved every way (see :func:`trust_region_scene`)."""
+
+    g: np.ndarray  # (2,) the model's gradient
+    H: np.ndarray  # (2, 2) its Hessian
+    radius: float  # ρ
+    exact: np.ndarray  # (2,) the global solution p*(ρ)
+    mu: float  # its multiplier μ(ρ) (0 inside)
+    cauchy: np.ndarray  # (2,) the Cauchy point
+    dogleg: np.ndarray | None  # (2,) the dogleg step; None when H is not positive definite
+    steihaug: np.ndarray  # (2,) Steihaug-CG's step
+    steihaug_reason: str  # why Steihaug-CG stopped
+    lam: float  # λ = 1/μ, the prox step whose prox_{λm}(0) is p*(ρ); ∞ inside
+    prox: np.ndarray | None  # prox_{λm}(0); None in the hard case, where p* is no prox step
+    corners: np.ndarray | None  # (3, 2): 0, p^U, p^B of the dogleg path; None unless H ≻ 0
+    path: np.ndarray  # (R, 2): p*(ρ') for radii ρ' up to max_radius, the curve the steps live on
+    model: Mapping[str, float]  # m(p) for each step (m(0) = 0), by name
+    levels: LevelGrid  # m on the view, for its level sets
+    extent: float  # the view is [-extent, extent]²
+
+
+def trust_region_scene(g: Any, H: Any, radius: float, *, extent: float = 2.0, max_radius: float | None = None,
+                       num_path: int = 80) -> TrustRegionScene:
+    r"""The exact, Cauchy, dogleg and Steihaug steps of one 2-D subproblem, and the matching prox step.
+
+    All the steps come from :mod:`rlteach.trust_region`: :func:`~rlteach.trust_region.solve_exact`,
+    :func:`~rlteach.trust_region.cauchy_point`, :func:`~rlteach.trust_region.dogleg` (only for
+    H ≻ 0), :func:`~rlteach.trust_region.steihaug_cg`, and
+    :func:`~rlteach.trust_region.prox_step` with λ = 1/μ(ρ), which equals the exact step
+    (Moré–Sorensen: :math:`(H + \mu I)p^* = -g`).
+
+    Parameters
+    ----------
+    g : array, shape (2,)
+    H : array, shape (2, 2), symmetric
+    radius : float
+        ρ > 0.
+    extent : float
+        The view is [-extent, extent]².
+    max_radius : float, optional
+        The path p*(ρ') is drawn for ρ' up to this (default: 1.5·extent).
+    num_path : int
+        Points of the path, log-spaced in ρ' from extent/1000.
+
+    Returns
+    -------
+    TrustRegionScene
+    """
+    extent = _check_extent(extent)
+    g_t, H_t = _t(g), _t(H)
+    sol = trust_region.solve_exact(g_t, H_t, radius)
+    cauchy = trust_region.cauchy_point(g_t, H_t, radius).step
+    positive = bool(torch.linalg.eigvalsh(H_t).min() > 0)
+    nonzero = float(g_t.norm()) > 0
+    dogleg = trust_region.dogleg(g_t, H_t, radius).step if positive else None
+    corners = trust_region.dogleg_path(g_t, H_t) if positive and nonzero else None
+    steihaug = trust_region.steihaug_cg(g_t, H_t, radius)
+    lam = math.inf if sol.mu == 0.0 else 1.0 / sol.mu
+    try:
+        prox_p: Tensor | None = trust_region.prox_step(g_t, H_t, lam)
+    except ValueError:  # the hard case: H + μI is singular, the trust-region step is no prox step
+        prox_p = None
+    top = 1.5 * extent if max_radius is None else float(max_radius)
+    radii = torch.tensor(np.geomspace(extent / 1000, top, int(num_path)))
+    path = trust_region.exact_path(g_t, H_t, radii).steps
+    steps = {"exact": sol.step, "Cauchy": cauchy, "Steihaug-CG": steihaug.step}
+    if dogleg is not None:
+        steps["dogleg"] = dogleg
+    model = {name: float(trust_region.quadratic_model(g_t, H_t, p)) for name, p in steps.items()}
+
+    def m(points: np.ndarray) -> np.ndarray:
+        return trust_region.quadratic_model(g_t, H_t, torch.as_tensor(points)).numpy()
+
+    levels = level_grid_of(m, (-extent, extent), (-extent, extent), num=121)
+    return TrustRegionScene(np.asarray(g, dtype=np.float64), np.asarray(H, dtype=np.float64), float(radius),
+                            _numpy(sol.step), float(sol.mu), _numpy(cauchy), _optional(dogleg), _numpy(steihaug.step),
+                            steihaug.reason, lam, _optional(prox_p), _optional(corners), _numpy(path), model, levels,
+                            extent)
+
+
+def trust_region_readout(scene: TrustRegionScene) -> str:
+    """ρ, μ and λ = 1/μ, how far the prox step is from the trust-region step, and each step's model
+    decrease m(0) − m(p) with its share of the exact step's."""
+    best = -scene.model["exact"]
+    lam = format_number(scene.lam)
+    if scene.prox is None:
+        prox = "the hard case: H + μI is singular and no prox step reaches p*"
+    else:
+        prox = f"‖prox_λm(0) − p*‖ = {float(np.linalg.norm(scene.prox - scene.exact)):.1e}"
+    parts = []
+    for name in ("exact", "dogleg", "Steihaug-CG", "Cauchy"):
+        if name not in scene.model:
+            parts.append("dogleg: undefined (H is not positive definite)")
+            continue
+        decrease = -scene.model[name]
+        share = f" ({100 * decrease / best:.1f}%)" if name != "exact" and best > 0 else ""
+        parts.append(f"{name} {decrease:.4g}{share}")
+    return (f"ρ = {scene.radius:.3g}: μ = {scene.mu:.4g}, λ = 1/μ = {lam}, {prox}. "
+            f"Model decrease m(0) − m(p): " + ", ".join(parts) + ".")
+
+
+# ---------------------------------------------------------------------- trust regions: drawing
+
+STEP_STYLES: Mapping[str, Mapping[str, Any]] = {
+    "exact": {"marker": "*", "color": "tab:red", "markersize": 15},
+    "dogleg": {"marker": "D", "color": "tab:orange", "markersize": 8},
+    "Steihaug-CG": {"marker": "X", "color": "tab:green", "markersize": 9},
+    "Cauchy": {"marker": "s", "color": "tab:blue", "markersize": 8},
+}
+
+
+def draw_trust_region_scene(ax: Axes, scene: TrustRegionScene, *, title: str | None = None,
+                            legend: bool = True) -> Axes:
+    """Level sets of the model, the ball ‖p‖ ≤ ρ, the curve of exact solutions, the dogleg path
+    and every step, each a legend entry with its model value; the prox step λ = 1/μ as a ring
+    around the exact step (they coincide)."""
+    values = scene.levels.values
+    heights = sorted({*(v for v in scene.model.values() if v < 0), *np.linspace(values.min(), values.max(), 12)[1:-1]})
+    ax.contour(scene.levels.xs, scene.levels.ys, values, levels=heights, colors="0.65", linewidths=0.8,
+               linestyles="solid", zorder=1)
+    ax.plot([], [], color="0.65", linewidth=0.8, label="level sets of m(p) = gᵀp + ½pᵀHp")
+    angles = np.linspace(0.0, 2 * np.pi, 241)
+    ax.plot(scene.radius * np.cos(angles), scene.radius * np.sin(angles), color="tab:purple", linewidth=2.0,
+            label=f"trust region ‖p‖ ≤ ρ = {scene.radius:.3g}")
+    ax.plot(scene.path[:, 0], scene.path[:, 1], color="black", linewidth=1.0,
+            label="p*(ρ) for every ρ (the prox path as λ grows)")
+    if scene.corners is not None:
+        ax.plot(scene.corners[:, 0], scene.corners[:, 1], "--", color="tab:orange", linewidth=1.2,
+                label="dogleg path 0 → p^U → p^B")
+        ax.plot(*scene.corners[2], "k+", markersize=12, markeredgewidth=2, label="Newton step p^B = −H⁻¹g")
+    ax.plot([0.0], [0.0], "ko", markersize=6, label="current point (p = 0)")
+    steps = {"exact": scene.exact, "dogleg": scene.dogleg, "Steihaug-CG": scene.steihaug, "Cauchy": scene.cauchy}
+    for name, p in steps.items():
+        if p is None:
+            continue
+        style = dict(STEP_STYLES[name])
+        ax.plot([p[0]], [p[1]], linestyle="none", markeredgecolor="black", zorder=6,
+                label=f"{name}: m = {scene.model[name]:.4g}", **style)
+    if scene.prox is not None:
+        ax.plot([scene.prox[0]], [scene.prox[1]], "o", markersize=20, markerfacecolor="none", markeredgecolor="tab:red",
+                markeredgewidth=1.5, zorder=5, label=f"prox_λm(0), λ = 1/μ = {format_number(scene.lam)}")
+    ax.set(xlim=(-scene.extent, scene.extent), ylim=(-scene.extent, scene.extent), aspect="equal",
+           xlabel="$p_1$", ylabel="$p_2$")
+    ax.set_title(title or f"ρ = {scene.radius:.3g}: the trust-region step is the prox step of λ = 1/μ = "
+                 f"{format_number(scene.lam)}", fontsize="medium")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0.0)
+    return ax
+
+
+# ----------------------------------------------------------------- KL: two Gaussians, a bimodal target
+
+
+def _gaussian_density(x: np.ndarray, mean: float, std: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
+class GaussianKLScene(NamedTuple):
+    """Two 1-D Gaussians and the integrands of both KL directions (see :func:`gaussian_kl_scene`)."""
+
+    x: np.ndarray  # (N,) grid
+    p: np.ndarray  # (N,) density of p = N(μ_p, σ_p²)
+    q: np.ndarray  # (N,) density of q = N(μ_q, σ_q²)
+    forward_integrand: np.ndarray  # (N,) p log(p/q): integrates to KL(p‖q)
+    reverse_integrand: np.ndarray  # (N,) q log(q/p): integrates to KL(q‖p)
+    forward: float  # KL(p‖q), closed form
+    reverse: float  # KL(q‖p), closed form
+    params: tuple[float, float, float, float]  # (μ_p, σ_p, μ_q, σ_q)
+
+
+def gaussian_kl_scene(mean_p: float, std_p: float, mean_q: float, std_q: float, *,
+                      xlim: tuple[float, float] | None = None, num: int = 801) -> GaussianKLScene:
+    r"""KL(p‖q) and KL(q‖p) of two Gaussians, by :func:`rlteach.kl.gaussian_kl`, with their integrands.
+
+    The forward integrand :math:`p\log(p/q)` is large where p has mass and q has little; the
+    reverse one :math:`q\log(q/p)` where q has mass and p has little.
+
+    Parameters
+    ----------
+    mean_p, std_p, mean_q, std_q : float
+        Standard deviations > 0.
+    xlim : (float, float), optional
+        The grid's range (default: four standard deviations around both).
+    num : int
+        Grid points.
+    """
+    if not (std_p > 0 and std_q > 0):
+        raise ValueError(f"standard deviations must be > 0, got {std_p} and {std_q}")
+    lo, hi = xlim or (min(mean_p - 4 * std_p, mean_q - 4 * std_q), max(mean_p + 4 * std_p, mean_q + 4 * std_q))
+    x = np.linspace(lo, hi, int(num))
+    p, q = _gaussian_density(x, mean_p, std_p), _gaussian_density(x, mean_q, std_q)
+    log_ratio = (np.log(std_q / std_p) - 0.5 * ((x - mean_p) / std_p) ** 2 + 0.5 * ((x - mean_q) / std_q) ** 2)  # log p/q
+    args = [torch.tensor([v], dtype=torch.float64) for v in (mean_p, math.log(std_p), mean_q, math.log(std_q))]
+    forward = float(kl.gaussian_kl(*args))
+    reverse = float(kl.gaussian_kl(args[2], args[3], args[0], args[1]))
+    return GaussianKLScene(x, p, q, p * log_ratio, -q * log_ratio, forward, reverse,
+                           (float(mean_p), float(std_p), float(mean_q), float(std_q)))
+
+
+def draw_gaussian_kl(ax: Axes, scene: GaussianKLScene, *, title: str | None = None) -> Axes:
+    """The two densities (solid) and the two integrands (shaded), each a legend entry with its KL."""
+    mp, sp, mq, sq = scene.params
+    ax.plot(scene.x, scene.p, color=TARGET_COLOR, linewidth=2.0, label=f"p = N({mp:.3g}, {sp:.3g}²)")
+    ax.plot(scene.x, scene.q, color=PROPOSAL_COLOR, linewidth=2.0, label=f"q = N({mq:.3g}, {sq:.3g}²)")
+    ax.fill_between(scene.x, 0.0, scene.forward_integrand, color=TARGET_COLOR, alpha=0.25,
+                    label=f"p log(p/q): area KL(p‖q) = {scene.forward:.3g}")
+    ax.fill_between(scene.x, 0.0, scene.reverse_integrand, color=PROPOSAL_COLOR, alpha=0.25,
+                    label=f"q log(q/p): area KL(q‖p) = {scene.reverse:.3g}")
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    ax.set_xlabel("x")
+    ax.set_ylabel("density, integrand")
+    ax.set_title(title or f"KL(p‖q) = {scene.forward:.3g} ≠ KL(q‖p) = {scene.reverse:.3g}", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
+
+
+class BimodalFitScene(NamedTuple):
+    """The best Gaussian for a two-mode target in each KL direction (see :func:`bimodal_fit_scene`)."""
+
+    x: np.ndarray  # (N,) grid
+    target: np.ndarray  # (N,) the target's density on the grid
+    forward: kl.GaussianFit  # argmin KL(p‖q): mode covering
+    reverse: kl.GaussianFit  # argmin KL(q‖p): mode seeking
+    forward_density: np.ndarray  # (N,)
+    reverse_density: np.ndarray  # (N,)
+    separation: float  # distance between the modes
+    std: float  # width of each mode
+    gap_mass: Mapping[str, float]  # probability each puts where the target's density is below 1% of its peak
+
+
+def bimodal_fit_scene(separation: float, std: float = 0.6, *, extent: float = 10.0, num: int = 201) -> BimodalFitScene:
+    r"""Fit one Gaussian to :math:`\tfrac12 N(-s/2, \sigma^2) + \tfrac12 N(s/2, \sigma^2)` both ways.
+
+    Uses :func:`rlteach.kl.gaussian_mixture_logits` and :func:`rlteach.kl.fit_gaussian_by_kl`
+    on a grid of ``num`` points over [-extent, extent], searching 101 means in
+    [-extent/2, extent/2] and 49 widths in [0.2, extent/2] (steps of 0.1 for the
+    default extent). The view must be wide enough that the fits are not truncated.
+
+    Parameters
+    ----------
+    separation : float
+        s ≥ 0, the distance between the two modes.
+    std : float
+        σ > 0, the width of each mode.
+    """
+    if not (separation >= 0 and std > 0):
+        raise ValueError(f"need separation >= 0 and std > 0, got {separation} and {std}")
+    x = torch.linspace(-extent, extent, int(num), dtype=torch.float64)
+    dx = float(x[1] - x[0])
+    target = kl.gaussian_mixture_logits(x, torch.tensor([-separation / 2, separation / 2], dtype=torch.float64),
+                                        torch.tensor([std, std], dtype=torch.float64))
+    means = torch.linspace(-extent / 2, extent / 2, 101, dtype=torch.float64)
+    stds = torch.linspace(0.2, extent / 2, 49, dtype=torch.float64)
+    fits = {d: kl.fit_gaussian_by_kl(x, target, means, stds, d) for d in ("forward", "reverse")}
+    probs = {"target": torch.softmax(target, -1), **{d: torch.softmax(f.logits, -1) for d, f in fits.items()}}
+    gap = probs["target"] < 0.01 * probs["target"].max()
+    gap_mass = {name: float(p[gap].sum()) for name, p in probs.items()}
+    return BimodalFitScene(x.numpy(), probs["target"].numpy() / dx, fits["forward"], fits["reverse"],
+                           probs["forward"].numpy() / dx, probs["reverse"].numpy() / dx, float(separation), float(std),
+                           gap_mass)
+
+
+def draw_bimodal_fit(ax: Axes, scene: BimodalFitScene, *, title: str | None = None) -> Axes:
+    """The target (shaded) and the two fits, each a legend entry with its parameters and KL."""
+    f, r = scene.forward, scene.reverse
+    ax.fill_between(scene.x, 0.0, scene.target, color="0.6", alpha=0.5,
+                    label=f"target p: two modes {scene.separation:.3g} apart")
+    ax.plot(scene.x, scene.forward_density, color="tab:purple", linewidth=2.0,
+            label=f"argmin KL(p‖q): N({f.mean:.2f}, {f.std:.2f}²), KL {f.kl:.3g}")
+    ax.plot(scene.x, scene.reverse_density, color="tab:orange", linewidth=2.0, linestyle="--",
+            label=f"argmin KL(q‖p): N({r.mean:.2f}, {r.std:.2f}²), KL {r.kl:.3g}")
+    ax.set_xlabel("x")
+    ax.set_ylabel("density")
+    ax.set_title(title or "forward KL covers both modes, reverse KL seeks one", fontsize="medium")
+    ax.legend(fontsize="small", loc="upper left")
+    return ax
+
+
+def kl_direction_readout(gaussians: GaussianKLScene, bimodal: BimodalFitScene) -> str:
+    """Both KLs of the two Gaussians; both fits of the bimodal target and the mass each puts in its gap."""
+    f, r = bimodal.forward, bimodal.reverse
+    return (f"KL(p‖q) = {gaussians.forward:.4g}, KL(q‖p) = {gaussians.reverse:.4g}. "
+            f"Modes {bimodal.separation:.3g} apart: forward fit N({f.mean:.2f}, {f.std:.2f}²) puts "
+            f"{100 * bimodal.gap_mass['forward']:.1f}% of its mass where the target has almost none "
+            f"({100 * bimodal.gap_mass['target']:.2f}%); reverse fit N({r.mean:.2f}, {r.std:.2f}²) puts "
+            f"{100 * bimodal.gap_mass['reverse']:.1f}% there, and its KL(q‖p) = {r.kl:.3g} (log 2 = 0.693 "
+            "when it sees one mode of two).")
+
+
+# ------------------------------------------------------------------------------ the simplex
+
+SIMPLEX_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3.0) / 2]])  # actions 1, 2, 3 in the plane
+
+
+def simplex_xy(probs: Any) -> np.ndarray:
+    """Distributions over 3 actions, shape (..., 3), as points of the equilateral triangle, shape (..., 2).
+
+    Barycentric coordinates: action i's vertex is ``SIMPLEX_CORNERS[i]``; the map is linear,
+    so straight lines and ellipses stay straight lines and ellipses.
+    """
+    q = np.asarray(probs.detach().numpy() if isinstance(probs, Tensor) else probs, dtype=np.float64)
+    if q.shape[-1] != 3:
+        raise ValueError(f"probs: expected shape (..., 3), got {q.shape}")
+    return q @ SIMPLEX_CORNERS
+
+
+def draw_simplex(ax: Axes, labels: Sequence[str] = ("action 1", "action 2", "action 3")) -> Axes:
+    """The probability simplex of 3 actions as a triangle with its vertices named."""
+    closed = np.vstack([SIMPLEX_CORNERS, SIMPLEX_CORNERS[:1]])
+    ax.plot(closed[:, 0], closed[:, 1], color="black", linewidth=1.2, label="simplex (every policy)")
+    offsets = ((-0.04, -0.05), (0.04, -0.05), (0.0, 0.04))
+    for corner, label, (dx, dy) in zip(SIMPLEX_CORNERS, labels, offsets, strict=True):
+        ax.text(corner[0] + dx, corner[1] + dy, label, ha="center", va="center", fontsize="small")
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.15, 1.15)
+    ax.set_ylim(-0.12, 0.98)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+class SimplexBallScene(NamedTuple):
+    """A KL ball around a policy over 3 actions beside its quadratic and its Euclidean twins."""
+
+    probs: np.ndarray  # (3,) π, the centre
+    max_kl: float  # δ
+    kl_ball: np.ndarray  # (num, 3) boundary of {q : KL(π‖q) ≤ δ}
+    fisher_ball: np.ndarray  # (num, 3) boundary of {q : ½(q − π)ᵀdiag(1/π)(q − π) ≤ δ}
+    euclidean_ball: np.ndarray  # (num, 3) boundary of {q : ‖q − π‖ ≤ r}, r = √(2δ/3)
+    radius: float  # r, the Euclidean radius that the KL ball has at the uniform policy
+    kl_on_euclidean: float  # the largest KL(π‖q) on the Euclidean circle (∞ once it leaves the simplex)
+    ranges: Mapping[str, np.ndarray]  # per ball, (3, 2): the smallest and largest probability of each action
+
+
+def simplex_ball_scene(probs: Any, max_kl: float, *, num: int = 240) -> SimplexBallScene:
+    r"""The KL ball :math:`\{q : \mathrm{KL}(\pi\|q) \le \delta\}` on the simplex of 3 actions, and two comparisons.
+
+    - its quadratic approximation, the Fisher ellipse ½‖q − π‖²_F ≤ δ
+      (:func:`rlteach.kl.fisher_ball_boundary`);
+    - the Euclidean ball ‖q − π‖ ≤ r with :math:`r = \sqrt{2\delta/3}`, the radius the KL ball
+      has at the uniform policy, where diag(1/π) = 3I.
+
+    The KL ball comes from :func:`rlteach.kl.kl_ball_boundary`.
+    """
+    p = torch.as_tensor(np.asarray(probs, dtype=np.float64))
+    u = kl.simplex_directions(int(num))
+    kl_ball = kl.kl_ball_boundary(p, max_kl, u)
+    fisher = kl.fisher_ball_boundary(p, max_kl, u)
+    radius = math.sqrt(2 * max_kl / 3)
+    euclid = p + radius * u
+    if bool((euclid <= 0).any()):
+        kl_max = math.inf
+    else:
+        kl_max = float(kl.categorical_kl(p.log().expand_as(euclid), euclid.log()).max())
+    balls = {"KL": kl_ball, "Fisher": fisher, "Euclidean": euclid}
+    ranges = {name: torch.stack((b.min(dim=0).values, b.max(dim=0).values), dim=-1).numpy() for name, b in balls.items()}
+    return SimplexBallScene(p.numpy(), float(max_kl), kl_ball.numpy(), fisher.numpy(), euclid.numpy(), radius, kl_max,
+                            ranges)
+
+
+def draw_simplex_balls(ax: Axes, scene: SimplexBallScene, *, title: str | None = None, legend: bool = True) -> Axes:
+    """The simplex, the policy π, its KL ball (filled), the Fisher ellipse (dashed) and the Euclidean circle."""
+    draw_simplex(ax)
+    kl_xy = simplex_xy(scene.kl_ball)
+    ax.fill(kl_xy[:, 0], kl_xy[:, 1], color="tab:red", alpha=0.25, zorder=1)
+    ax.plot(*np.vstack([kl_xy, kl_xy[:1]]).T, color="tab:red", linewidth=2.0,
+            label=f"KL ball KL(π‖q) ≤ δ = {scene.max_kl:.3g}")
+    fisher_xy = simplex_xy(scene.fisher_ball)
+    ax.plot(*np.vstack([fisher_xy, fisher_xy[:1]]).T, "--", color="tab:purple", linewidth=1.5,
+            label="quadratic ½(q − π)ᵀdiag(1/π)(q − π) ≤ δ")
+    euclid_xy = simplex_xy(scene.euclidean_ball)
+    ax.plot(*np.vstack([euclid_xy, euclid_xy[:1]]).T, ":", color="tab:blue", linewidth=2.0,
+            label=f"Euclidean ball ‖q − π‖ ≤ √(2δ/3) = {scene.radius:.3g}")
+    ax.plot(*simplex_xy(scene.probs), "ko", markersize=6, label="π = (" + ", ".join(f"{v:.2f}" for v in scene.probs) + ")")
+    leaves = scene.kl_on_euclidean == math.inf
+    ax.set_title(title or ("the Euclidean ball leaves the simplex; the KL ball never does" if leaves else
+                           f"KL on the Euclidean circle reaches {scene.kl_on_euclidean:.3g} = "
+                           f"{scene.kl_on_euclidean / scene.max_kl:.2g}·δ"), fontsize="medium")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", borderaxespad=0.0)
+    return ax
+
+
+def simplex_ball_readout(scene: SimplexBallScene) -> str:
+    """π, δ, the range of each action's probability inside each ball, and the KL on the Euclidean circle."""
+    def spans(name: str) -> str:
+        return ", ".join(f"[{lo:.3f}, {hi:.3f}]" for lo, hi in scene.ranges[name])
+
+    euclid = ("leaves the simplex (a negative probability: KL = ∞)" if scene.kl_on_euclidean == math.inf
+              else f"reaches KL(π‖q) = {scene.kl_on_euclidean:.3g} = {scene.kl_on_euclidean / scene.max_kl:.3g}·δ")
+    return (f"π = ({', '.join(f'{v:.3f}' for v in scene.probs)}), δ = {scene.max_kl:.3g}. Each action's probability "
+            f"within the KL ball: {spans('KL')}; the quadratic ball: {spans('Fisher')}; the Euclidean ball: "
+            f"{spans('Euclidean')}. The Euclidean circle {euclid}.")
+
+
+# ------------------------------------------------------------------ the KL step as a Bregman prox
+
+
+class MirrorStepScene(NamedTuple):
+    """The KL-penalised (mirror) step and the Euclidean prox step of a linear model on the simplex."""
+
+    v: np.ndarray  # (3,) the current distribution
+    g: np.ndarray  # (3,) the gradient of the linear model ⟨g, x⟩
+    lam: float  # the prox step λ of both
+    kl_step: np.ndarray  # (3,) argmin ⟨g, x⟩ + KL(x‖v)/λ  ∝ v e^{−λg}
+    euclidean_step: np.ndarray  # (3,) Π_Δ(v − λg)
+    lams: np.ndarray  # (L,) λ from 0 to lam_max for the paths
+    kl_path: np.ndarray  # (L, 3)
+    euclidean_path: np.ndarray  # (L, 3)
+    stats: Mapping[str, float]  # what the readout reports (see mirror_step_scene)
+
+
+def _kl_of(p: Tensor, q: Tensor) -> float:
+    return float(kl.categorical_kl(p.log(), q.log()))
+
+
+def mirror_step_scene(v: Any, g: Any, lam: float, *, lam_max: float = 10.0, num: int = 120) -> MirrorStepScene:
+    r"""The Bregman prox step with the KL divergence beside the Euclidean prox of lecture 02, on 3 actions.
+
+    :math:`x^+ = \operatorname{argmin}_{x\in\Delta} \langle g, x\rangle + \frac1\lambda\mathrm{KL}(x\|v)`
+    (:func:`rlteach.prox.kl_prox_linear`) and :math:`x^E = \Pi_\Delta(v - \lambda g)`
+    (:func:`rlteach.projections.project_simplex`). ``stats`` holds, for the KL step,
+    ``"kl_old_new"`` = KL(v‖x⁺) (TRPO's direction), ``"kl_new_old"`` = KL(x⁺‖v) (the
+    penalty's), ``"half_fisher"`` = ½(x⁺ − v)ᵀdiag(1/v)(x⁺ − v) (:func:`rlteach.kl.kl_quadratic`),
+    and ``"gain"`` = ⟨g, v − x⁺⟩; for the Euclidean step ``"rho"`` = ‖x^E − v‖,
+    ``"half_rho_sq"`` = ρ²/2, ``"kl_euclidean"`` = KL(v‖x^E) (∞ once an action gets probability
+    0), ``"gain_euclidean"``, and ``"zeroed"``, the number of actions it set to 0.
+    """
+    v_t, g_t = _t(v), _t(g)
+    if v_t.shape != (3,) or g_t.shape != (3,):
+        raise ValueError(f"v and g must have shape (3,), got {tuple(v_t.shape)} and {tuple(g_t.shape)}")
+    x_kl = prox.kl_prox_linear(v_t, g_t, lam)
+    x_e = projections.project_simplex(v_t - lam * g_t)
+    lams = np.linspace(0.0, max(float(lam_max), float(lam)), int(num))
+    kl_path = torch.stack([prox.kl_prox_linear(v_t, g_t, float(s)) for s in lams])
+    e_path = projections.project_simplex(v_t[None, :] - torch.as_tensor(lams)[:, None] * g_t[None, :])
+    fisher = torch.diag(1.0 / v_t)
+    rho = float((x_e - v_t).norm())
+    stats = {
+        "kl_old_new": _kl_of(v_t, x_kl),
+        "kl_new_old": _kl_of(x_kl, v_t),
+        "half_fisher": float(kl.kl_quadratic(fisher, x_kl - v_t)),
+        "gain": float(g_t @ (v_t - x_kl)),
+        "rho": rho,
+        "half_rho_sq": 0.5 * rho**2,
+        "kl_euclidean": _kl_of(v_t, x_e),
+        "gain_euclidean": float(g_t @ (v_t - x_e)),
+        "zeroed": float(((x_e == 0) & (v_t > 0)).sum()),
+    }
+    return MirrorStepScene(v_t.numpy(), g_t.numpy(), float(lam), x_kl.numpy(), x_e.numpy(), lams, kl_path.numpy(),
+                           e_path.numpy(), stats)
+
+
+def draw_mirror_step(ax: Axes, scene: MirrorStepScene, *, title: str | None = None, legend: bool = True) -> Axes:
+    """The simplex, v, both paths as λ grows from 0, and both steps at the current λ."""
+    draw_simplex(ax)
+    kl_xy, e_xy = simplex_xy(scene.kl_path), simplex_xy(scene.euclidean_path)
+    ax.plot(kl_xy[:, 0], kl_xy[:, 1], color="tab:red", linewidth=1.5, label="KL (mirror) step as λ grows")
+    ax.plot(e_xy[:, 0], e_xy[:, 1], "--", color="tab:blue", linewidth=1.5, label="Euclidean prox Π_Δ(v − λg) as λ grows")
+    ax.plot(*simplex_xy(scene.v), "ko", markersize=7, label="v, the current policy")
+    s = scene.stats
+    ax.plot(*simplex_xy(scene.kl_step), "*", color="tab:red", markersize=15, markeredgecolor="black",
+            label=f"KL step: KL(v‖x⁺) = {s['kl_old_new']:.3g}")
+    e_kl = "∞" if math.isinf(s["kl_euclidean"]) else f"{s['kl_euclidean']:.3g}"
+    ax.plot(*simplex_xy(scene.euclidean_step), "s", color="tab:blue", markersize=9, markeredgecolor="black",
+            label=f"Euclidean step: ρ²/2 = {s['half_rho_sq']:.3g}, KL(v‖x^E) = {e_kl}")
+    zeroed = int(s["zeroed"])
+    ax.set_title(title or (f"λ = {scene.lam:.3g}: the Euclidean step zeros {zeroed} action{'s' if zeroed != 1 else ''}, "
+                           "the KL step none" if zeroed else f"λ = {scene.lam:.3g}: both steps keep every action"),
+                 fontsize="medium")
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", borderaxespad=0.0)
+    return ax
+
+
+def mirror_readout(scene: MirrorStepScene) -> str:
+    """The KL step's KL in both directions against ½‖x⁺ − v‖²_F, and the Euclidean step's ρ²/2 and KL."""
+    s = scene.stats
+    e_kl = "∞ (an action was set to 0)" if math.isinf(s["kl_euclidean"]) else f"{s['kl_euclidean']:.4g}"
+    return (f"λ = {scene.lam:.3g}. KL step x⁺ = ({', '.join(f'{v:.3f}' for v in scene.kl_step)}): KL(v‖x⁺) = "
+            f"{s['kl_old_new']:.4g}, KL(x⁺‖v) = {s['kl_new_old']:.4g}, ½‖x⁺ − v‖²_F = {s['half_fisher']:.4g} "
+            f"(ratio KL/quadratic {s['kl_old_new'] / s['half_fisher']:.3f}), gain ⟨g, v − x⁺⟩ = {s['gain']:.4g}. "
+            f"Euclidean step x^E = ({', '.join(f'{v:.3f}' for v in scene.euclidean_step)}): ρ = ‖x^E − v‖ = "
+            f"{s['rho']:.4g}, ρ²/2 = {s['half_rho_sq']:.4g}, KL(v‖x^E) = {e_kl}, gain {s['gain_euclidean']:.4g}.")

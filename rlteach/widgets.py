@@ -11,6 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import ipywidgets as widgets
+import torch
 from matplotlib.figure import Figure
 
 from rlteach.importance import (
@@ -21,16 +22,35 @@ from rlteach.importance import (
     gaussian_is_theory,
 )
 from rlteach.viz import (
+    BimodalFitScene,
+    GaussianKLScene,
+    MirrorStepScene,
     ProxScene,
+    SimplexBallScene,
     StepComparison,
+    TrustRegionScene,
+    bimodal_fit_scene,
+    draw_bimodal_fit,
+    draw_gaussian_kl,
     draw_is_experiment,
+    draw_mirror_step,
     draw_prox_scene,
+    draw_simplex_balls,
     draw_step_comparison,
+    draw_trust_region_scene,
     explorer_title,
     format_number,
+    gaussian_kl_scene,
+    kl_direction_readout,
+    mirror_readout,
+    mirror_step_scene,
     prox_readout,
     prox_scene,
+    simplex_ball_readout,
+    simplex_ball_scene,
     step_comparison,
+    trust_region_readout,
+    trust_region_scene,
 )
 
 
@@ -228,3 +248,205 @@ class ProxExplorer:
             self.readout,
             self.output,
         ])
+
+
+# ------------------------------------------------------------------ lecture 03: trust regions and KL
+
+TRUST_REGION_PROBLEMS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "definite": MappingProxyType({"g": (1.2, -0.2), "H": ((0.8, -0.9), (-0.9, 2.6))}),
+    "indefinite": MappingProxyType({"g": (1.2, -0.2), "H": ((0.8, -0.9), (-0.9, -0.6))}),
+})
+TRUST_REGION_CHOICES: tuple[tuple[str, str], ...] = (("H positive definite", "definite"), ("H indefinite", "indefinite"))
+
+
+def _show(output: widgets.Output, figure: Figure) -> None:
+    output.clear_output(wait=True)
+    with output:
+        from IPython.display import display
+
+        display(figure)
+
+
+@dataclass
+class TrustRegionExplorer:
+    """The trust-region subproblem min gᵀp + ½pᵀHp s.t. ‖p‖ ≤ ρ in the plane, solved four ways.
+
+    A log slider for the radius ρ and a dropdown for the model (H positive definite or
+    indefinite). Every change recomputes a :class:`~rlteach.viz.TrustRegionScene`
+    (:func:`~rlteach.viz.trust_region_scene`) and redraws it: the exact step, the Cauchy point,
+    the dogleg step (only for H ≻ 0), Steihaug-CG, and the prox step of λ = 1/μ(ρ) on top of the
+    exact one. The readout (:func:`~rlteach.viz.trust_region_readout`) gives μ, λ and each
+    step's model decrease with its share of the exact step's.
+    """
+
+    radius: float = 1.0  # ρ in [0.03, 4], on the slider's grid 10^(0.02 k)
+    problem: str = "definite"  # a value of TRUST_REGION_CHOICES
+    extent: float = 3.0  # the view is [-extent, extent]²
+    problems: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: TRUST_REGION_PROBLEMS)
+
+    def __post_init__(self) -> None:
+        if self.problem not in self.problems:
+            raise ValueError(f"unknown problem {self.problem!r}; valid choices: {', '.join(self.problems)}")
+        if not 0.03 <= self.radius <= 4.0:
+            raise ValueError(f"radius must lie in [0.03, 4] (the slider's range), got {self.radius}")
+        self.radius_slider = widgets.FloatLogSlider(value=self.radius, base=10, min=-1.52, max=0.6, step=0.02,
+                                                    description="ρ", readout_format=".3g", continuous_update=True)
+        self.problem_dropdown = widgets.Dropdown(options=[c for c in TRUST_REGION_CHOICES if c[1] in self.problems],
+                                                 value=self.problem, description="model")
+        self.readout = widgets.HTML()
+        self.output = widgets.Output()
+        self.figure = Figure(figsize=(10.5, 5.6))
+        self.scene: TrustRegionScene | None = None
+        for control in (self.radius_slider, self.problem_dropdown):
+            control.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def update(self) -> TrustRegionScene:
+        """Solve the subproblem for the widgets' values and redraw the figure and the readout."""
+        params = self.problems[self.problem_dropdown.value]
+        self.scene = trust_region_scene(params["g"], params["H"], self.radius_slider.value, extent=self.extent)
+        self.figure.clear()
+        draw_trust_region_scene(self.figure.add_subplot(), self.scene)
+        self.figure.subplots_adjust(left=0.07, right=0.58, bottom=0.1, top=0.92)
+        self.readout.value = trust_region_readout(self.scene)
+        _show(self.output, self.figure)
+        return self.scene
+
+    def widget(self) -> widgets.Widget:
+        """The controls and the readout above the figure, ready to display."""
+        return widgets.VBox([widgets.HBox([self.problem_dropdown, self.radius_slider]), self.readout, self.output])
+
+
+@dataclass
+class KLDirectionExplorer:
+    """Forward against reverse KL. Left: p = N(0, 1) fixed and q = N(μ_q, σ_q²) from two sliders,
+    with both KLs and their integrands (:func:`~rlteach.viz.gaussian_kl_scene`). Right: a target of
+    two modes whose separation is a third slider, with the best Gaussian in each direction
+    (:func:`~rlteach.viz.bimodal_fit_scene`). The readout
+    (:func:`~rlteach.viz.kl_direction_readout`) gives both KLs, both fits and the mass each fit
+    puts between the modes."""
+
+    mean_q: float = 1.0
+    std_q: float = 0.6
+    separation: float = 4.0
+    mode_std: float = 0.6
+
+    def __post_init__(self) -> None:
+        self.mean_slider = widgets.FloatSlider(value=self.mean_q, min=-3.0, max=3.0, step=0.1, description="q mean",
+                                               continuous_update=False)
+        self.std_slider = widgets.FloatSlider(value=self.std_q, min=0.2, max=3.0, step=0.05, description="q width",
+                                              continuous_update=False)
+        self.separation_slider = widgets.FloatSlider(value=self.separation, min=0.0, max=6.0, step=0.1,
+                                                     description="modes apart", continuous_update=False)
+        self.readout = widgets.HTML()
+        self.output = widgets.Output()
+        self.figure = Figure(figsize=(12, 4.6))
+        self.gaussians: GaussianKLScene | None = None
+        self.bimodal: BimodalFitScene | None = None
+        for slider in (self.mean_slider, self.std_slider, self.separation_slider):
+            slider.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def update(self) -> BimodalFitScene:
+        """Recompute both scenes for the sliders' values and redraw."""
+        self.gaussians = gaussian_kl_scene(0.0, 1.0, self.mean_slider.value, self.std_slider.value, xlim=(-5.0, 5.0))
+        self.bimodal = bimodal_fit_scene(self.separation_slider.value, self.mode_std)
+        self.figure.clear()
+        left, right = self.figure.subplots(1, 2)
+        draw_gaussian_kl(left, self.gaussians)
+        draw_bimodal_fit(right, self.bimodal)
+        self.figure.tight_layout()
+        self.readout.value = kl_direction_readout(self.gaussians, self.bimodal)
+        _show(self.output, self.figure)
+        return self.bimodal
+
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.mean_slider, self.std_slider, self.separation_slider]), self.readout,
+                             self.output])
+
+
+@dataclass
+class KLBallExplorer:
+    """A KL ball around a policy π over 3 actions, on the simplex, beside the Euclidean ball.
+
+    Sliders for δ (log scale) and for the logits of actions 1 and 2 (action 3's logit is 0);
+    the figure (:func:`~rlteach.viz.draw_simplex_balls`) shows {q : KL(π‖q) ≤ δ}, its quadratic
+    approximation and the Euclidean ball of radius √(2δ/3); the readout
+    (:func:`~rlteach.viz.simplex_ball_readout`) gives each action's range of probabilities in
+    each ball and the KL that the Euclidean circle reaches."""
+
+    max_kl: float = 0.05  # δ in [0.001, 1], on the slider's grid 10^(0.02 k)
+    logits: tuple[float, float] = (1.5, 0.3)
+
+    def __post_init__(self) -> None:
+        if not 1e-3 <= self.max_kl <= 1.0:
+            raise ValueError(f"max_kl must lie in [0.001, 1] (the slider's range), got {self.max_kl}")
+        self.kl_slider = widgets.FloatLogSlider(value=self.max_kl, base=10, min=-3, max=0, step=0.02, description="δ",
+                                                readout_format=".3g", continuous_update=False)
+        self.logit_sliders = tuple(widgets.FloatSlider(value=float(v), min=-3.0, max=3.0, step=0.1,
+                                                       description=f"logit {i + 1}", continuous_update=False)
+                                   for i, v in enumerate(self.logits))
+        self.readout = widgets.HTML()
+        self.output = widgets.Output()
+        self.figure = Figure(figsize=(9.5, 4.8))
+        self.scene: SimplexBallScene | None = None
+        for slider in (self.kl_slider, *self.logit_sliders):
+            slider.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    @property
+    def probs(self) -> tuple[float, float, float]:
+        """π = softmax(logit 1, logit 2, 0)."""
+        p = torch.softmax(torch.tensor([s.value for s in self.logit_sliders] + [0.0], dtype=torch.float64), -1)
+        return (float(p[0]), float(p[1]), float(p[2]))
+
+    def update(self) -> SimplexBallScene:
+        """Recompute the balls for the sliders' values and redraw."""
+        self.scene = simplex_ball_scene(self.probs, self.kl_slider.value)
+        self.figure.clear()
+        draw_simplex_balls(self.figure.add_subplot(), self.scene)
+        self.figure.subplots_adjust(left=0.02, right=0.55, bottom=0.03, top=0.9)
+        self.readout.value = simplex_ball_readout(self.scene)
+        _show(self.output, self.figure)
+        return self.scene
+
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.kl_slider, *self.logit_sliders]), self.readout, self.output])
+
+
+@dataclass
+class MirrorStepExplorer:
+    """The KL-penalised step argmin ⟨g, x⟩ + KL(x‖v)/λ (mirror descent) beside the Euclidean prox
+    Π_Δ(v − λg) of lecture 02, on 3 actions, with a log slider for λ
+    (:func:`~rlteach.viz.mirror_step_scene`). The readout (:func:`~rlteach.viz.mirror_readout`)
+    sets the KL step's KL(v‖x⁺) beside ½‖x⁺ − v‖²_F (δ ≈ ρ²/2 in the Fisher norm) and the
+    Euclidean step's ρ²/2 beside its KL, infinite once it zeros an action."""
+
+    lam: float = 1.0  # λ in [0.01, 10], on the slider's grid 10^(0.02 k)
+    v: tuple[float, float, float] = (0.5, 0.3, 0.2)
+    g: tuple[float, float, float] = (0.5, -0.2, -1.0)  # minus the advantages of the three actions
+
+    def __post_init__(self) -> None:
+        if not 0.01 <= self.lam <= 10.0:
+            raise ValueError(f"lam must lie in [0.01, 10] (the slider's range), got {self.lam}")
+        self.lam_slider = widgets.FloatLogSlider(value=self.lam, base=10, min=-2, max=1, step=0.02, description="λ",
+                                                 readout_format=".3g", continuous_update=True)
+        self.readout = widgets.HTML()
+        self.output = widgets.Output()
+        self.figure = Figure(figsize=(10, 4.8))
+        self.scene: MirrorStepScene | None = None
+        self.lam_slider.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def update(self) -> MirrorStepScene:
+        """Recompute both steps for the slider's λ and redraw."""
+        self.scene = mirror_step_scene(self.v, self.g, self.lam_slider.value)
+        self.figure.clear()
+        draw_mirror_step(self.figure.add_subplot(), self.scene)
+        self.figure.subplots_adjust(left=0.02, right=0.55, bottom=0.03, top=0.9)
+        self.readout.value = mirror_readout(self.scene)
+        _show(self.output, self.figure)
+        return self.scene
+
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([self.lam_slider, self.readout, self.output])

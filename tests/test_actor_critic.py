@@ -60,6 +60,7 @@ def one_thread():
 # --------------------------------------------------------------------- categorical policies from logits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_logp_and_entropy_from_logits_match_the_naive_softmax(gen, device):
     """log π(a|s) = log softmax(z)_a and H = −Σ π log π, on moderate logits (float64, 1e-12)."""
@@ -217,6 +218,7 @@ def test_a_terminal_next_state_is_not_bootstrapped_but_a_truncated_one_is():
     assert float(cut.delta) == -1.0 - 0.5 + 0.5
 
 
+@pytest.mark.slow
 def test_one_step_actor_critic_reaches_the_optimal_corridor_policy():
     """From π(right) = 0.1, 300 episodes of fig. 13.3 (α^θ = 2⁻⁷, α^w = 2⁻³, γ = 1, seed 0) end within 0.05 of p*.
 
@@ -365,6 +367,7 @@ def test_rollout_bootstraps_a_truncation_from_the_true_final_observation(mode):
         (ends[0], 0, 6.0, 3, True), (ends[0], 1, 6.0, 3, False), (ends[1], 0, 6.0, 3, True), (ends[1], 1, 6.0, 3, False)]
 
 
+@pytest.mark.slow
 def test_next_step_reset_rows_leave_the_a2c_update():
     """a2c_update on a next-step rollout equals a2c_loss on its valid rows alone (gradients equal, 1e-6)."""
     buffer, info = countdown_rollout(AutoresetMode.NEXT_STEP)
@@ -465,6 +468,7 @@ def test_off_policy_losses_weight_by_truncated_ratios(gen, device):
     torch.testing.assert_close(untruncated.mean_ratio, (logp - logp_b).exp().mean().detach())
 
 
+@pytest.mark.slow
 def test_off_policy_actor_critic_beats_its_behaviour_policy():
     """Learning only from β(right) = 0.7's replayed transitions, π's exact J beats β's (−12.38) and nears −3."""
     result = off_policy_actor_critic(OffPolicyACConfig(), seed=0)

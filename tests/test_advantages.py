@@ -411,6 +411,7 @@ def wrong_value_estimates(state_values, ro, gamma):
     return by_n, by_lambda
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["zero", "perturbed"])
 def test_bias_falls_and_variance_rises_with_n_and_with_lambda(which):
     """With a wrong V̂ (zero, or V^π plus noise), the policy-gradient bias of Â^(n) and of GAE(λ)

@@ -37,8 +37,15 @@ def reference_outcomes(part, cases, device=CPU):
     return [Outcome(H.observe(part, part.reference, *case.arguments(device))) for case in cases]
 
 
+SLOW_TO_CHECK = {"dykstra", "natural_gradient_step", "fisher_vector_product"}  # seconds per case and mistake
+
+
+def _names(parts) -> list:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_CHECK else n for n in sorted(parts)]
+
+
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", sorted(PARTS))
+@pytest.mark.parametrize("name", _names(PARTS))
 def test_every_reference_passes_its_own_cases_in_every_group(name, device):
     """Judged against itself (outside any seal), each part's reference scores 1 on every
     case of every group, and every group has at least one case."""
@@ -50,11 +57,7 @@ def test_every_reference_passes_its_own_cases_in_every_group(name, device):
         assert verdict.scores == (1.0,) * len(cases), verdict.message
 
 
-SLOW_TO_CHECK = {"dykstra"}  # hundreds of sweeps per case, per mistake
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_CHECK else n
-                                  for n in sorted(n for n, p in PARTS.items() if p.mistakes)])
+@pytest.mark.parametrize("name", _names(n for n, p in PARTS.items() if p.mistakes))
 def test_every_known_mistake_fails_and_is_named(name):
     """Each mistake a part recognises, handed in as an answer, fails some case of some group,
     and the message names that mistake."""

@@ -282,3 +282,104 @@ def test_kl_quadratic_broadcasts_over_a_batch_of_steps(gen):
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_gaussian_mixture_logits_are_the_mixture_density_up_to_a_constant():
+    """softmax(logits) is the mixture Σ_j w_j N(x; μ_j, σ_j²) normalised over the grid; one component
+    gives −½((x − μ)/σ)² up to a constant."""
+    x = torch.linspace(-5.0, 5.0, 101, dtype=F64)
+    means, stds, weights = (torch.tensor(v, dtype=F64) for v in ([-1.0, 2.0], [0.5, 1.5], [3.0, 1.0]))
+    density = sum(w / 4.0 * torch.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+                  for m, s, w in zip(means, stds, weights))
+    logits = kl.gaussian_mixture_logits(x, means, stds, weights)
+    torch.testing.assert_close(torch.softmax(logits, -1), density / density.sum(), rtol=1e-12, atol=0)
+    single = kl.gaussian_mixture_logits(x, means[:1], stds[:1])
+    torch.testing.assert_close(single - single.max(), -0.5 * ((x - means[0]) / stds[0]) ** 2 - float((-0.5 * ((x - means[0]) / stds[0]) ** 2).max()),
+                               rtol=0, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_forward_fit_matches_moments_and_reverse_fit_sits_on_one_mode():
+    """Target ½N(−d, σ²) + ½N(d, σ²) with d = 2.5, σ = 0.6 on a fine grid. The forward-KL fit is moment
+    matching: mean 0, sd √(σ² + d²) (to the search grid's spacing). The reverse-KL fit is N(±d, σ²) with
+    KL(q‖p) = log 2 (it covers one mode and sees half the target's mass there). The KLs returned are the
+    minimum of the grid of KLs, each of which equals forward_kl/reverse_kl of that model."""
+    d, sigma = 2.5, 0.6
+    x = torch.linspace(-9.0, 9.0, 721, dtype=F64)
+    target = kl.gaussian_mixture_logits(x, torch.tensor([-d, d], dtype=F64), torch.tensor([sigma, sigma], dtype=F64))
+    means, stds = torch.linspace(-4.0, 4.0, 161, dtype=F64), torch.linspace(0.3, 4.0, 371, dtype=F64)
+    forward = kl.fit_gaussian_by_kl(x, target, means, stds, "forward")
+    reverse = kl.fit_gaussian_by_kl(x, target, means, stds, "reverse")
+    assert forward.mean == pytest.approx(0.0, abs=1e-9) and forward.std == pytest.approx(math.hypot(sigma, d), abs=0.011)
+    assert abs(reverse.mean) == pytest.approx(d, abs=1e-9) and reverse.std == pytest.approx(sigma, abs=0.011)
+    assert reverse.kl == pytest.approx(math.log(2.0), abs=1e-4)
+    assert forward.kl == float(forward.kls.min()) and reverse.kl == float(reverse.kls.min())
+    model = -0.5 * ((x - forward.mean) / forward.std) ** 2
+    torch.testing.assert_close(forward.logits, model, rtol=0, atol=1e-12)
+    assert forward.kl == pytest.approx(float(kl.forward_kl(target, model)), rel=1e-12)
+
+
+def test_a_fit_to_a_gaussian_target_recovers_it_in_both_directions():
+    x = torch.linspace(-8.0, 8.0, 401, dtype=F64)
+    target = kl.gaussian_mixture_logits(x, torch.tensor([1.0], dtype=F64), torch.tensor([1.5], dtype=F64))
+    means, stds = torch.linspace(-2.0, 2.0, 41, dtype=F64), torch.linspace(0.5, 3.0, 26, dtype=F64)
+    for direction in ("forward", "reverse"):
+        fit = kl.fit_gaussian_by_kl(x, target, means, stds, direction)
+        assert (fit.mean, fit.std) == pytest.approx((1.0, 1.5), abs=1e-9) and fit.kl == pytest.approx(0.0, abs=1e-12)
+
+
+def test_simplex_directions_are_unit_vectors_along_the_simplex():
+    u = kl.simplex_directions(12)
+    assert u.shape == (12, 3)
+    torch.testing.assert_close(u.sum(-1), torch.zeros(12, dtype=F64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(u.norm(dim=-1), torch.ones(12, dtype=F64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(u[0], torch.tensor([1.0, -1.0, 0.0], dtype=F64) / math.sqrt(2), rtol=0, atol=1e-15)
+    torch.testing.assert_close(u[3], torch.tensor([1.0, 1.0, -2.0], dtype=F64) / math.sqrt(6), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("probs", [(1 / 3, 1 / 3, 1 / 3), (0.6, 0.3, 0.1), (0.9, 0.08, 0.02)])
+@pytest.mark.parametrize("max_kl", [1e-3, 0.05, 0.5])
+def test_the_kl_ball_boundary_has_kl_delta_and_stays_inside_the_simplex(probs, max_kl):
+    """Each boundary point q is a distribution with every q_i > 0 and KL(π‖q) = δ: to 1e-9 relative, or to
+    1e-5 where the point comes within 1e-6 of a face (q_i = π_i + t u_i then cancels to a few digits)."""
+    p = torch.tensor(probs, dtype=F64)
+    q = kl.kl_ball_boundary(p, max_kl, kl.simplex_directions(90))
+    assert bool((q > 0).all())
+    torch.testing.assert_close(q.sum(-1), torch.ones(90, dtype=F64), rtol=0, atol=1e-14)
+    torch.testing.assert_close(kl.categorical_kl(p.log().expand(90, 3), q.log()), torch.full((90,), max_kl, dtype=F64),
+                               rtol=1e-9 if float(q.min()) > 1e-6 else 1e-5, atol=0)
+
+
+def test_the_quadratic_ball_approaches_the_kl_ball_as_delta_shrinks_and_leaves_the_simplex_when_it_grows():
+    """‖q_F − π‖/‖q_KL − π‖ → 1 as δ → 0 (the error shrinks like √δ); at π = (0.9, 0.08, 0.02), δ = 0.1
+    the ellipse ½‖q − π‖²_F = δ has points with a negative probability while the KL ball has none;
+    and the ellipse is exactly where ½ (q − π)ᵀ diag(1/π)(q − π) = δ."""
+    p = torch.tensor([0.6, 0.3, 0.1], dtype=F64)
+    u = kl.simplex_directions(60)
+    errors = []
+    for delta in (1e-2, 1e-4, 1e-6):
+        r_kl = (kl.kl_ball_boundary(p, delta, u) - p).norm(dim=-1)
+        r_f = (kl.fisher_ball_boundary(p, delta, u) - p).norm(dim=-1)
+        errors.append(float((r_f / r_kl - 1).abs().max()))
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 2e-3
+    assert errors[1] / errors[2] == pytest.approx(10.0, rel=0.2)
+    edge = torch.tensor([0.9, 0.08, 0.02], dtype=F64)
+    ellipse = kl.fisher_ball_boundary(edge, 0.1, u)
+    assert float(ellipse.min()) < 0 and float(kl.kl_ball_boundary(edge, 0.1, u).min()) > 0
+    torch.testing.assert_close(kl.kl_quadratic(torch.diag(1 / edge), ellipse - edge), torch.full((60,), 0.1, dtype=F64),
+                               rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: kl.kl_ball_boundary(torch.tensor([0.5, 0.6, -0.1]), 0.1, kl.simplex_directions(4)), "probabilities > 0"),
+    (lambda: kl.kl_ball_boundary(torch.tensor([0.5, 0.5, 0.0]), 0.1, kl.simplex_directions(4)), "probabilities > 0"),
+    (lambda: kl.kl_ball_boundary(torch.tensor([0.5, 0.5]), 0.1, kl.simplex_directions(4)), "mismatched shapes"),
+    (lambda: kl.kl_ball_boundary(torch.full((3,), 1 / 3), 0.0, kl.simplex_directions(4)), "max_kl"),
+    (lambda: kl.fisher_ball_boundary(torch.full((3,), 1 / 3), 0.1, torch.ones(2, 3)), "sum to 0"),
+    (lambda: kl.fit_gaussian_by_kl(torch.zeros(3), torch.zeros(3), torch.zeros(2), torch.ones(2), "both"), "direction"),
+    (lambda: kl.fit_gaussian_by_kl(torch.zeros(3), torch.zeros(4), torch.zeros(2), torch.ones(2), "forward"), "mismatched"),
+    (lambda: kl.gaussian_mixture_logits(torch.zeros(3), torch.zeros(2), torch.tensor([1.0, 0.0])), "stds must be > 0"),
+])
+def test_bad_input_to_the_fitting_and_ball_helpers_gets_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -27,6 +27,7 @@ from tests.prox_cases import (
 # ------------------------------------------------- closed forms against the numerical prox
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_soft_thresholding_is_the_limit_of_the_numerical_prox_of_a_smoothed_l1(device):
     """prox_{λ‖·‖₁}(v) = lim_{ε→0} prox_{λ Σ√(x²+ε²)}(v): closed form = Newton reference."""

@@ -60,6 +60,7 @@ def test_dykstra_finds_the_projection_where_alternating_projections_stop_elsewhe
     assert np.linalg.norm(x_pocs - x_dykstra) > 0.1
 
 
+@pytest.mark.slow
 def test_dykstra_matches_an_active_set_qp_on_random_points_of_a_polytope():
     """Box ∩ two half-spaces in ℝ³: Dykstra equals the projection by active-set enumeration."""
     rng = np.random.default_rng(0)
@@ -100,6 +101,7 @@ def lasso_problem():
     return A, b, 10.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["numpy", *DEVICES])
 def test_ista_and_fista_solve_the_lasso_and_fista_needs_fewer_iterations(device):
     """Both reach the coordinate-descent lasso solution; to tol 1e-6 FISTA needs < half of ISTA's iterations."""
@@ -174,6 +176,7 @@ def test_callbacks_see_every_iterate_and_the_last_is_returned():
 # ------------------------------------------------ backtracking, worst-case bounds, linear rate
 
 
+@pytest.mark.slow
 def test_ista_with_backtracking_finds_the_lasso_solution_without_knowing_l():
     """From t₀ = 100/L the step halves to at most 1/L and no lower than 1/(2L); F decreases at every step
     and the iterates reach the coordinate-descent solution."""

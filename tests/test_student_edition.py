@@ -210,6 +210,7 @@ def imports(path: Path) -> set[str]:
     return found
 
 
+@pytest.mark.slow
 def test_the_library_imports_only_what_the_student_environment_installs(edition):
     installed = set(pins((edition / "constraints.txt").read_text()))
     providers = metadata.packages_distributions()

@@ -324,3 +324,62 @@ I2 = torch.eye(2, dtype=F64)
 def test_bad_input_gets_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_exact_path_is_solve_exact_at_each_radius_and_the_model_never_rises(gen):
+    """For an SPD and an indefinite H: each row is solve_exact's step and μ, and m(p*(ρ)) is non-increasing in ρ."""
+    for shift in (4.0, -1.0):
+        g, H = random_problem(gen, 4, shift)
+        radii = torch.tensor([0.05, 0.2, 0.5, 1.0, 3.0, 10.0], dtype=F64)
+        path = tr.exact_path(g, H, radii)
+        for k, radius in enumerate(radii.tolist()):
+            sol = tr.solve_exact(g, H, radius)
+            torch.testing.assert_close(path.steps[k], sol.step, rtol=0, atol=0)
+            assert float(path.mus[k]) == sol.mu
+        assert bool((path.model[1:] <= path.model[:-1] + 1e-12).all())
+        torch.testing.assert_close(path.model, tr.quadratic_model(g, H, path.steps), rtol=0, atol=0)
+
+
+def test_dogleg_path_corners_and_the_dogleg_step_on_it(gen):
+    """p^U minimises m along −g, p^B = −H⁻¹g, ‖p^U‖ ≤ ‖p^B‖; a dogleg step between the two lengths lies
+    on the segment p^U → p^B at distance ρ from 0."""
+    for _ in range(5):
+        g, H = random_spd(gen, 4)
+        corners = tr.dogleg_path(g, H)
+        torch.testing.assert_close(corners[0], torch.zeros(4, dtype=F64), rtol=0, atol=0)
+        t = torch.linspace(0.0, 2.0 * float(corners[1].norm() / g.norm()), 2001, dtype=F64)
+        along = tr.quadratic_model(g, H, -t[:, None] * g)
+        assert float(tr.quadratic_model(g, H, corners[1])) <= float(along.min()) + 1e-12
+        torch.testing.assert_close(corners[2], -torch.linalg.solve(H, g), rtol=1e-10, atol=1e-12)
+        short, long = float(corners[1].norm()), float(corners[2].norm())
+        assert short <= long
+        radius = 0.5 * (short + long)
+        step = tr.dogleg(g, H, radius).step
+        s = float((step - corners[1]) @ (corners[2] - corners[1]) / (corners[2] - corners[1]).norm() ** 2)
+        assert 0 < s < 1
+        torch.testing.assert_close(step, corners[1] + s * (corners[2] - corners[1]), rtol=0, atol=1e-12)
+        assert float(step.norm()) == pytest.approx(radius, rel=1e-12)
+    with pytest.raises(ValueError, match="positive definite"):
+        tr.dogleg_path(G2, -I2)
+    with pytest.raises(ValueError, match="g != 0"):
+        tr.dogleg_path(torch.zeros(2, dtype=F64), I2)
+
+
+def test_reduction_ratio_is_one_on_a_quadratic_and_is_the_loop_s_first_ratio(gen):
+    """On f = m itself the ratio is 1 for every step; on Rosenbrock it is what trust_region_minimize
+    records at its first iteration, and along −g it tends to 1 like the square of the step length (the
+    model's error is O(t³), the decrease it predicts O(t))."""
+    g, H = random_spd(gen, 3)
+    newton = -torch.linalg.solve(H, g)
+    for scale in (0.01, 0.5, 1.9):  # m(t p^B) = t(1 − t/2) gᵀp^B < 0 for t in (0, 2)
+        p = scale * newton
+        assert tr.reduction_ratio(lambda x: tr.quadratic_model(g, H, x), torch.zeros(3, dtype=F64), p, g, H) == pytest.approx(1.0, abs=1e-9)
+    x0 = torch.tensor([-1.2, 1.0], dtype=F64)
+    g0, H0 = tr.rosenbrock_grad(x0), tr.rosenbrock_hess(x0)
+    first = tr.trust_region_minimize(tr.rosenbrock, tr.rosenbrock_grad, tr.rosenbrock_hess, x0,
+                                     tr.TrustRegionConfig(max_iter=1))
+    p = tr.solve_exact(g0, H0, 1.0).step
+    assert tr.reduction_ratio(tr.rosenbrock, x0, p, g0, H0) == pytest.approx(float(first.ratios[0]), rel=1e-12)
+    gaps = [abs(1 - tr.reduction_ratio(tr.rosenbrock, x0, -t * g0 / g0.norm(), g0, H0)) for t in (1e-2, 1e-3, 1e-4)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[1] / gaps[2] == pytest.approx(100.0, rel=0.1)
+    assert math.isnan(tr.reduction_ratio(tr.rosenbrock, x0, g0, g0, H0 * 0))  # uphill: no predicted decrease

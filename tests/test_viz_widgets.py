@@ -12,15 +12,21 @@ from matplotlib._pylab_helpers import Gcf
 from matplotlib.quiver import Quiver
 
 from rlteach import importance as imp
+from rlteach import kl, viz
 from rlteach import projections as S
 from rlteach import prox as P
-from rlteach import viz
+from rlteach import trust_region as tr
 from rlteach.viz import draw_is_experiment, source_markdown
 from rlteach.widgets import (
     DEFAULT_QUADRATIC,
     DEFAULT_SET_PARAMS,
+    TRUST_REGION_PROBLEMS,
     ImportanceSamplingExplorer,
+    KLBallExplorer,
+    KLDirectionExplorer,
+    MirrorStepExplorer,
     ProxExplorer,
+    TrustRegionExplorer,
 )
 
 
@@ -50,6 +56,7 @@ def test_bad_experiment_parameters_are_rejected():
         imp.gaussian_is_experiment(0.0, 1.0, 0.0, 1.0, n=0, repeats=10)
 
 
+@pytest.mark.slow
 def test_draw_is_experiment_draws_every_estimate_and_says_how_many_lie_outside_the_view():
     """Δ = 2: heavy tails. Every axis and curve is labelled; the bars of each histogram hold all 300 estimates;
     the legend counts those piled into the edge bins and gives the exact sd next to the measured one."""
@@ -105,6 +112,7 @@ def test_draw_running_estimates_draws_every_run_through_its_own_values():
     plt.close(fig)
 
 
+@pytest.mark.slow
 def test_moving_the_slider_recomputes_and_redraws():
     explorer = ImportanceSamplingExplorer(repeats=50)
     before = explorer.result
@@ -544,3 +552,192 @@ def test_the_importance_sampling_explorer_reads_out_theory_beside_the_repeats():
     assert box.children[1] is narrow.readout and box.children[2] is narrow.output
     narrow.theory = imp.gaussian_is_theory(1.0, 1.0, 0.0, 1.0, n=100)  # a finite exact sd is printed as a number
     assert f"exact {narrow.theory.ordinary_sd:.3g}," in narrow.readout_text()
+
+
+# ------------------------------------------------------------------ trust regions and KL (lecture 03)
+
+DEFINITE, INDEFINITE = TRUST_REGION_PROBLEMS["definite"], TRUST_REGION_PROBLEMS["indefinite"]
+
+
+def test_level_grid_of_evaluates_any_function_row_by_row():
+    levels = viz.level_grid_of(lambda p: p[..., 0] + 10 * p[..., 1], (0.0, 1.0), (-2.0, 2.0), num=5)
+    np.testing.assert_array_equal(levels.xs, np.linspace(0, 1, 5))
+    assert levels.values[3, 1] == levels.xs[1] + 10 * levels.ys[3]
+    with pytest.raises(ValueError, match="empty range"):
+        viz.level_grid_of(lambda p: p[..., 0], (1.0, 0.0), (0.0, 1.0))
+
+
+@pytest.mark.parametrize("radius", [0.3, 1.5, 5.0])
+def test_trust_region_scene_holds_every_step_and_the_prox_step_is_the_exact_step(radius):
+    """Each step is what rlteach.trust_region computes; ‖p‖ ≤ ρ; the model decreases in the order
+    exact ≤ dogleg ≤ Cauchy; the prox step of λ = 1/μ equals the exact step; the path ends at Newton."""
+    g, H = torch.tensor(DEFINITE["g"], dtype=torch.float64), torch.tensor(DEFINITE["H"], dtype=torch.float64)
+    scene = viz.trust_region_scene(DEFINITE["g"], DEFINITE["H"], radius, extent=3.0)
+    np.testing.assert_array_equal(scene.exact, tr.solve_exact(g, H, radius).step.numpy())
+    np.testing.assert_array_equal(scene.dogleg, tr.dogleg(g, H, radius).step.numpy())
+    np.testing.assert_array_equal(scene.cauchy, tr.cauchy_point(g, H, radius).step.numpy())
+    for p in (scene.exact, scene.dogleg, scene.cauchy, scene.steihaug):
+        assert np.linalg.norm(p) <= radius * (1 + 1e-12)
+    assert scene.model["exact"] <= scene.model["dogleg"] + 1e-12 <= scene.model["Cauchy"] + 2e-12
+    np.testing.assert_allclose(scene.prox, scene.exact, atol=1e-12)
+    assert scene.lam == (math.inf if scene.mu == 0 else 1 / scene.mu)
+    np.testing.assert_allclose(scene.path[-1], -np.linalg.solve(np.array(DEFINITE["H"]), np.array(DEFINITE["g"])), atol=1e-12)
+    np.testing.assert_allclose(scene.corners, tr.dogleg_path(g, H).numpy())
+
+
+def test_the_indefinite_scene_has_no_dogleg_and_its_exact_step_sits_on_the_boundary():
+    scene = viz.trust_region_scene(INDEFINITE["g"], INDEFINITE["H"], 0.5, extent=3.0)
+    assert scene.dogleg is None and scene.corners is None and "dogleg" not in scene.model
+    assert np.linalg.norm(scene.exact) == pytest.approx(0.5, rel=1e-10) and scene.mu > 0
+    assert "dogleg: undefined (H is not positive definite)" in viz.trust_region_readout(scene)
+
+
+def test_draw_trust_region_scene_labels_every_step_with_its_model_value():
+    scene = viz.trust_region_scene(DEFINITE["g"], DEFINITE["H"], 1.5, extent=3.0)
+    fig = plt.figure()
+    ax = viz.draw_trust_region_scene(fig.add_subplot(), scene)
+    lines = lines_by_label(ax)
+    for name in ("exact", "dogleg", "Steihaug-CG", "Cauchy"):
+        (line,) = [line for label, line in lines.items() if label.startswith(f"{name}: m = ")]
+        np.testing.assert_allclose(np.ravel(line.get_data()), getattr(scene, {"Steihaug-CG": "steihaug",
+                                                                             "Cauchy": "cauchy"}.get(name, name)))
+        assert f"{scene.model[name]:.4g}" in line.get_label()
+    circle = np.stack(lines["trust region ‖p‖ ≤ ρ = 1.5"].get_data(), -1)
+    np.testing.assert_allclose(np.linalg.norm(circle, axis=-1), 1.5)
+    assert "λ = 1/μ" in ax.get_title() and ax.get_xlabel() == "$p_1$" and ax.get_legend() is not None
+    plt.close(fig)
+
+
+def test_trust_region_readout_gives_mu_lambda_and_the_share_of_each_step():
+    scene = viz.trust_region_scene(DEFINITE["g"], DEFINITE["H"], 1.5, extent=3.0)
+    text = viz.trust_region_readout(scene)
+    share = 100 * scene.model["Cauchy"] / scene.model["exact"]
+    assert f"μ = {scene.mu:.4g}" in text and f"Cauchy {-scene.model['Cauchy']:.4g} ({share:.1f}%)" in text
+    inside = viz.trust_region_scene(DEFINITE["g"], DEFINITE["H"], 3.5, extent=3.0)
+    assert "μ = 0, λ = 1/μ = ∞" in viz.trust_region_readout(inside)
+
+
+def test_gaussian_kl_scene_integrands_integrate_to_the_closed_forms():
+    """∫ p log(p/q) = KL(p‖q) and ∫ q log(q/p) = KL(q‖p) over [−12, 12] (trapezoid rule, 1e-6), and the two differ."""
+    scene = viz.gaussian_kl_scene(0.0, 1.0, 1.0, 0.6, xlim=(-12.0, 12.0), num=4001)
+    assert np.trapezoid(scene.forward_integrand, scene.x) == pytest.approx(scene.forward, rel=1e-6)
+    assert np.trapezoid(scene.reverse_integrand, scene.x) == pytest.approx(scene.reverse, rel=1e-6)
+    expected = math.log(0.6) + (1 + 1) / (2 * 0.36) - 0.5
+    assert scene.forward == pytest.approx(expected, rel=1e-12) and scene.reverse < scene.forward
+    fig = plt.figure()
+    ax = viz.draw_gaussian_kl(fig.add_subplot(), scene)
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"p log(p/q): area KL(p‖q) = {scene.forward:.3g}" in texts and len(texts) == 4
+    plt.close(fig)
+
+
+def test_bimodal_fits_cover_and_seek_and_the_readout_counts_the_gap_mass():
+    scene = viz.bimodal_fit_scene(4.0)
+    assert abs(scene.forward.mean) < 0.06 and scene.forward.std > 1.5
+    assert abs(abs(scene.reverse.mean) - 2.0) < 0.06 and scene.reverse.std < 0.8
+    assert scene.gap_mass["forward"] > 10 * scene.gap_mass["reverse"]
+    assert np.trapezoid(scene.target, scene.x) == pytest.approx(1.0, abs=1e-3)
+    text = viz.kl_direction_readout(viz.gaussian_kl_scene(0.0, 1.0, 1.0, 0.6), scene)
+    assert f"{100 * scene.gap_mass['forward']:.1f}%" in text
+    fig = plt.figure()
+    ax = viz.draw_bimodal_fit(fig.add_subplot(), scene)
+    assert len(ax.get_legend().get_texts()) == 3 and ax.get_ylabel() == "density"
+    plt.close(fig)
+
+
+def test_simplex_xy_sends_each_action_to_its_corner():
+    np.testing.assert_allclose(viz.simplex_xy(np.eye(3)), viz.SIMPLEX_CORNERS)
+    np.testing.assert_allclose(viz.simplex_xy(np.full(3, 1 / 3)), viz.SIMPLEX_CORNERS.mean(0))
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 3\)"):
+        viz.simplex_xy(np.ones(4))
+
+
+def test_the_kl_ball_scene_stays_inside_while_the_euclidean_ball_leaves_near_an_edge():
+    """Near the uniform policy all three balls are inside and the Euclidean circle's KL is close to δ;
+    at π = (0.66, 0.2, 0.14), δ = 0.05 the Euclidean ball gets a negative probability, the KL ball none."""
+    centre = viz.simplex_ball_scene(np.full(3, 1 / 3), 0.01)
+    assert np.isfinite(centre.kl_on_euclidean) and centre.kl_on_euclidean == pytest.approx(0.01, rel=0.1)
+    edge = viz.simplex_ball_scene((0.66, 0.2, 0.14), 0.05)
+    assert edge.kl_on_euclidean == math.inf and edge.ranges["Euclidean"][2, 0] < 0 < edge.ranges["KL"][2, 0]
+    p = torch.tensor(edge.probs)
+    torch.testing.assert_close(kl.categorical_kl(p.log().expand(len(edge.kl_ball), 3), torch.tensor(edge.kl_ball).log()),
+                               torch.full((len(edge.kl_ball),), 0.05, dtype=torch.float64), rtol=1e-8, atol=0)
+    text = viz.simplex_ball_readout(edge)
+    assert "leaves the simplex" in text and f"[{edge.ranges['KL'][2, 0]:.3f}," in text
+    fig = plt.figure()
+    ax = viz.draw_simplex_balls(fig.add_subplot(), edge)
+    assert "leaves the simplex" in ax.get_title() and len(ax.get_legend().get_texts()) == 5
+    plt.close(fig)
+
+
+def test_the_mirror_step_scene_is_the_kl_prox_beside_the_euclidean_prox():
+    """x⁺ = kl_prox_linear, x^E = project_simplex(v − λg); KL(v‖x⁺)/(½‖x⁺ − v‖²_F) → 1 as λ → 0;
+    at λ = 1 the Euclidean step zeros an action and its KL is infinite."""
+    v, g = (0.5, 0.3, 0.2), (0.5, -0.2, -1.0)
+    scene = viz.mirror_step_scene(v, g, 1.0)
+    vt, gt = torch.tensor(v, dtype=torch.float64), torch.tensor(g, dtype=torch.float64)
+    np.testing.assert_array_equal(scene.kl_step, P.kl_prox_linear(vt, gt, 1.0).numpy())
+    np.testing.assert_array_equal(scene.euclidean_step, S.project_simplex(vt - gt).numpy())
+    assert scene.stats["zeroed"] == 1 and scene.stats["kl_euclidean"] == math.inf
+    ratios = [viz.mirror_step_scene(v, g, lam).stats for lam in (0.3, 0.03, 0.003)]
+    gaps = [abs(s["kl_old_new"] / s["half_fisher"] - 1) for s in ratios]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 2e-3
+    assert scene.kl_path.shape == scene.euclidean_path.shape == (120, 3)
+    np.testing.assert_allclose(scene.kl_path[0], v)
+    assert "∞ (an action was set to 0)" in viz.mirror_readout(scene)
+    fig = plt.figure()
+    ax = viz.draw_mirror_step(fig.add_subplot(), scene)
+    assert "zeros 1 action," in ax.get_title()
+    plt.close(fig)
+
+
+def test_the_trust_region_explorer_follows_its_slider_and_dropdown():
+    explorer = TrustRegionExplorer()
+    explorer.radius_slider.value = 0.1
+    assert explorer.scene.radius == pytest.approx(0.1) and np.linalg.norm(explorer.scene.exact) == pytest.approx(0.1)
+    assert f"ρ = {explorer.scene.radius:.3g}" in explorer.readout.value
+    explorer.problem_dropdown.value = "indefinite"
+    assert explorer.scene.dogleg is None and "undefined" in explorer.readout.value
+    assert explorer.figure.axes[0].get_title().startswith(f"ρ = {explorer.scene.radius:.3g}")
+    box = explorer.widget()
+    assert explorer.readout in box.children and explorer.output in box.children
+    with pytest.raises(ValueError, match="radius must lie in"):
+        TrustRegionExplorer(radius=10.0)
+    plt.close(explorer.figure)
+
+
+@pytest.mark.slow
+def test_the_kl_direction_explorer_follows_its_sliders():
+    explorer = KLDirectionExplorer()
+    explorer.std_slider.value = 2.0
+    assert explorer.gaussians.params == (0.0, 1.0, 1.0, 2.0)
+    assert explorer.gaussians.forward < explorer.gaussians.reverse  # a wide q: now KL(p‖q) is the small one
+    explorer.separation_slider.value = 0.0
+    assert explorer.bimodal.forward.std == pytest.approx(explorer.bimodal.reverse.std, abs=0.06)  # one mode: both agree
+    assert f"KL(p‖q) = {explorer.gaussians.forward:.4g}" in explorer.readout.value
+    assert len(explorer.figure.axes) == 2
+    plt.close(explorer.figure)
+
+
+def test_the_kl_ball_explorer_follows_its_sliders():
+    explorer = KLBallExplorer()
+    explorer.logit_sliders[0].value = 0.0
+    explorer.logit_sliders[1].value = 0.0
+    np.testing.assert_allclose(explorer.scene.probs, np.full(3, 1 / 3))
+    explorer.kl_slider.value = 0.1
+    assert explorer.scene.max_kl == pytest.approx(0.1) and "δ = 0.1" in explorer.readout.value
+    with pytest.raises(ValueError, match="max_kl must lie in"):
+        KLBallExplorer(max_kl=2.0)
+    plt.close(explorer.figure)
+
+
+def test_the_mirror_step_explorer_follows_its_slider():
+    explorer = MirrorStepExplorer()
+    explorer.lam_slider.value = 0.1
+    assert explorer.scene.lam == pytest.approx(0.1) and explorer.scene.stats["zeroed"] == 0
+    assert "both steps keep every action" in explorer.figure.axes[0].get_title()
+    explorer.lam_slider.value = 5.0
+    assert explorer.scene.stats["zeroed"] >= 1 and "KL(v‖x^E) = ∞" in explorer.readout.value
+    with pytest.raises(ValueError, match="lam must lie in"):
+        MirrorStepExplorer(lam=0.0)
+    plt.close(explorer.figure)

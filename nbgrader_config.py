@@ -46,6 +46,7 @@ from nbgrader.preprocessors import (  # noqa: E402
 
 from rlteach.grading.autograde import (  # noqa: E402
     TEMPLATES,
+    FeedbackExporter,
     GuardedExecute,
     HideHiddenTests,
     OfflineMath,
@@ -72,6 +73,7 @@ c.GenerateFeedback.preprocessors = [HideHiddenTests, OfflineMath, GetGrades, CSS
 # maths drawn as MathML (no MathJax script, no CDN: they open offline).
 import nbgrader  # noqa: E402
 
+c.GenerateFeedback.exporter_class = FeedbackExporter
 c.HTMLExporter.template_name = "rlteach_feedback"
 c.HTMLExporter.template_file = "rlteach_index.html.j2"
 c.HTMLExporter.extra_template_basedirs = [

@@ -290,9 +290,12 @@ def test_copies_are_flagged_for_the_instructor_and_cost_no_points(tmp_path_facto
     course = Course(tmp_path_factory.mktemp("copies"))
     course.generate(A)
     exercise, solution = course.notebook("exercises", A), course.notebook("solutions", A)
-    copied = inspect.getsource(importance.per_decision_is)
-    copied = re.sub(r'""".*?"""', '"""mine"""', copied, flags=re.S).replace("log_rho", "lr").replace("discounts", "d")
-    copied = "from rlteach.importance import _trajectory\n" + copied
+    def renamed(fn):  # the sealed helper _trajectory is copied too: calling it would score zero
+        source = re.sub(r'""".*?"""', '"""mine"""', inspect.getsource(fn), flags=re.S)
+        return source.replace("_trajectory", "_steps").replace("log_rho", "lr").replace("discounts", "d")
+
+    copied = ("from torch import Tensor\nfrom rlteach._validate import as_tensor, finite_above, no_nan, same_shape\n"
+              + renamed(importance._trajectory) + "\n" + renamed(importance.per_decision_is))
     shared = ("def per_decision_is(rewards, logp, logp_behavior, gamma):\n"
               "    out = torch.zeros_like(rewards[0])\n    rho = torch.ones_like(rewards[0])\n"
               "    for t in range(rewards.shape[0]):\n        rho = rho * torch.exp(logp[t] - logp_behavior[t])\n"
@@ -306,7 +309,7 @@ def test_copies_are_flagged_for_the_instructor_and_cost_no_points(tmp_path_facto
         course.submit(student, A, filled(exercise, solution, {"per_decision_is": source}))
     results = {r.student: r for r in grade_class(course.root, A, workers=2, progress=True)}
     out = capsys.readouterr().out
-    assert all(r.total == FULL for r in results.values())
+    assert {student: r.total for student, r in results.items()} == dict.fromkeys(answers, FULL)
     flagged = sorted(line.strip() for line in out.splitlines() if line.strip().startswith("per_decision_is:"))
     assert [re.sub(r"\d+%", "N%", line) for line in flagged] == [
         "per_decision_is: alice and bob are N% alike", "per_decision_is: copier and the reference are N% alike"]

@@ -44,11 +44,12 @@ import nbformat
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import run_sync
+from nbconvert.exporters import HTMLExporter
 from nbformat import NotebookNode
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from nbgrader.utils import is_grade, is_solution
-from traitlets import Bool, Float, Integer, List, Unicode
+from traitlets import Bool, Float, Integer, List, Unicode, validate
 
 from rlteach.device import default_device
 from rlteach.grading import records, sandbox
@@ -146,6 +147,15 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         return [*self.sandbox_prefix, *super().format_kernel_cmd(extra_arguments)]
+
+    @property
+    def kernel_spec(self) -> Any:
+        # A signal sent to the launcher's process group never reaches the sandboxed kernel (it
+        # runs in a session of its own), so interrupts travel as control-channel messages.
+        spec = super().kernel_spec
+        if spec is not None and self.sandbox_prefix:
+            spec.interrupt_mode = "message"
+        return spec
 
 
 class GuardedExecute(Execute):
@@ -374,6 +384,17 @@ def judge_cell(calls: list[Call], paths: list[str], salt: str,
 
 
 TEMPLATES = Path(__file__).parent / "templates"  # rlteach_feedback: nbgrader's page, parts named, maths offline
+
+
+class FeedbackExporter(HTMLExporter):
+    """Feedback pages on the ``rlteach_feedback`` template (nbgrader's page, each test cell
+    named by its parts, maths offline). It keeps that template where nbgrader's API
+    (``NbGraderAPI.generate_feedback``, used by ``rlteach-grade`` and the formgrader) asks
+    every feedback page for nbgrader's own."""
+
+    @validate("template_name")
+    def _template_name_validate(self, proposal: Any) -> str:  # replaces HTMLExporter's validator
+        return "rlteach_feedback"
 MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\d)", re.S)
 
 

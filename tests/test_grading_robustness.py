@@ -274,9 +274,11 @@ def test_the_command_line_grades_an_lms_folder_into_the_named_gradebook(tmp_path
     assert out_csv.read_text().splitlines()[1].startswith(f"ada,{FULL},{FULL},")
     assert main([A, str(course.root / "nowhere"), "--course", str(course.root)]) == 2
     assert "no submissions at" in capsys.readouterr().err
-    assert main(["03_missing", "--course", str(course.root)]) == 2
-    assert capsys.readouterr().err == (f"rlteach-grade: no assignment '03_missing' in {course.root / 'solutions'}; "
-                                       "the assignments are: 01_importance_sampling, 02_proximal_operators\n")
+    assert main(["99_missing", "--course", str(course.root)]) == 2
+    known = sorted(folder.name for folder in (course.root / "solutions").iterdir() if folder.is_dir())
+    assert known[:2] == [A, "02_proximal_operators"]
+    assert capsys.readouterr().err == (f"rlteach-grade: no assignment '99_missing' in {course.root / 'solutions'}; "
+                                       f"the assignments are: {', '.join(known)}\n")
 
 
 def test_copies_are_flagged_for_the_instructor_and_cost_no_points(tmp_path_factory, capsys):

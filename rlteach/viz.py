@@ -5,11 +5,12 @@ none computes and plots at once. Drawing functions take the matplotlib ``Figure`
 A few small data functions (:func:`prox_field`, :func:`prox_scene`, :func:`level_grid`,
 :func:`set_outline`, :func:`step_comparison`, :func:`sent_to_zero`, :func:`histogram_view`;
 for lecture 03 :func:`trust_region_scene`, :func:`gaussian_kl_scene`, :func:`bimodal_fit_scene`,
-:func:`simplex_ball_scene`, :func:`mirror_step_scene`, :func:`level_grid_of`) prepare the arrays
-a figure needs, calling :mod:`rlteach.prox`, :mod:`rlteach.trust_region` and :mod:`rlteach.kl`
+:func:`simplex_ball_scene`, :func:`mirror_step_scene`, :func:`level_grid_of`; for lecture 04
+:func:`advantage_tradeoff`, :func:`rolling_mean`) prepare the arrays
+a figure needs, calling :mod:`rlteach.prox`, :mod:`rlteach.trust_region`, :mod:`rlteach.kl` and :mod:`rlteach.advantages`
 for the math, and the readouts (:func:`prox_readout`, :func:`explorer_title`,
 :func:`trust_region_readout`, :func:`kl_direction_readout`, :func:`simplex_ball_readout`,
-:func:`mirror_readout`, :func:`format_number`) turn results into text; they return arrays or
+:func:`mirror_readout`, :func:`advantage_readout`, :func:`format_number`) turn results into text; they return arrays or
 strings and draw nothing."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Polygon
 from torch import Tensor
 
+from rlteach import advantages as adv_mod
 from rlteach import kl, projections, prox, trust_region
 from rlteach.importance import GaussianISExperiment, ISTheory
 from rlteach.projections import SET_NAMES
@@ -1395,3 +1397,167 @@ def mirror_readout(scene: MirrorStepScene) -> str:
             f"(ratio KL/quadratic {s['kl_old_new'] / s['half_fisher']:.3f}), gain ⟨g, v − x⁺⟩ = {s['gain']:.4g}. "
             f"Euclidean step x^E = ({', '.join(f'{v:.3f}' for v in scene.euclidean_step)}): ρ = ‖x^E − v‖ = "
             f"{s['rho']:.4g}, ρ²/2 = {s['half_rho_sq']:.4g}, KL(v‖x^E) = {e_kl}, gain {s['gain_euclidean']:.4g}.")
+
+
+# ----------------------------------------------------------------------------------------
+# Lecture 04: the bias and variance of advantage estimates, and learning curves
+# ----------------------------------------------------------------------------------------
+
+
+class AdvantageTradeoff(NamedTuple):
+    """Bias and variance of GAE(λ) and TD(n) advantages against the exact advantage of a small MDP.
+
+    Each statistic is the mean over ``repeats`` independent rollouts, with its standard error
+    (:func:`rlteach.advantages.bias_variance` gives one value per rollout).
+    """
+
+    lambdas: np.ndarray  # (L,) the λ grid
+    ns: np.ndarray  # (M,) the n grid
+    gae_bias: np.ndarray  # (L,) RMS action-centred bias of GAE(λ)
+    gae_bias_se: np.ndarray  # (L,)
+    gae_variance: np.ndarray  # (L,) mean Var[Â | s, a]
+    gae_variance_se: np.ndarray  # (L,)
+    td_bias: np.ndarray  # (M,) the same for TD(n)
+    td_bias_se: np.ndarray  # (M,)
+    td_variance: np.ndarray  # (M,)
+    td_variance_se: np.ndarray  # (M,)
+    critic_error: float  # RMS over states of V̂(s) − V(s)
+    gamma: float
+    samples: int  # T·N estimates per rollout
+    repeats: int
+
+
+def _mean_and_se(rows: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(rows, dtype=np.float64)  # (repeats, K)
+    return a.mean(0), a.std(0, ddof=1) / math.sqrt(a.shape[0])
+
+
+def advantage_tradeoff(critic_noise: float, *, lambdas: Sequence[float] = tuple(np.linspace(0.0, 1.0, 21)),
+                       ns: Sequence[int] = tuple(range(1, 13)), gamma: float = 0.9, num_states: int = 7,
+                       p_right: float = 0.6, num_steps: int = 128, num_envs: int = 64, repeats: int = 6,
+                       seed: int = 0) -> AdvantageTradeoff:
+    """Measure GAE(λ) and TD(n) against the true advantage on the random walk of
+    :func:`rlteach.advantages.random_walk` (rewards −1 off the left end, +1 off the right end).
+
+    The policy goes right with probability ``p_right`` in every state; its exact V and A come
+    from :func:`rlteach.advantages.policy_values`. The critic is V̂ = V + ε with ε(s) drawn once
+    from N(0, critic_noise²) (``seed``); every estimator sees the same rollouts
+    (:func:`rlteach.advantages.sample_rollouts`, episodes never truncated, the rollout's last
+    row bootstrapped from V̂).
+
+    Returns
+    -------
+    AdvantageTradeoff
+    """
+    mdp = adv_mod.random_walk(num_states, reward_left=-1.0, reward_right=1.0)
+    policy = torch.tensor([[1.0 - p_right, p_right]] * num_states, dtype=torch.float64)
+    exact = adv_mod.policy_values(mdp, policy, gamma)
+    generator = torch.Generator().manual_seed(seed)
+    error = critic_noise * torch.randn(num_states, generator=generator, dtype=torch.float64)
+    critic = exact.values + error  # V̂ = V + ε
+    gae_stats: tuple[list[list[float]], list[list[float]]] = ([], [])  # (bias, variance), one row per rollout
+    td_stats: tuple[list[list[float]], list[list[float]]] = ([], [])
+    for _ in range(repeats):
+        rollout = adv_mod.sample_rollouts(mdp, policy, num_steps, num_envs, None, generator)
+        values, next_values = adv_mod.rollout_values(rollout, critic)
+        args = (rollout.rewards, values, next_values, rollout.terminated, rollout.truncated)
+        by_lambda = [adv_mod.bias_variance(adv_mod.gae(*args, gamma, float(lam)), rollout, exact, policy)
+                     for lam in lambdas]
+        by_n = [adv_mod.bias_variance(adv_mod.td_n_advantages(*args, gamma, int(n)), rollout, exact, policy)
+                for n in ns]
+        for stats, measured in ((gae_stats, by_lambda), (td_stats, by_n)):
+            stats[0].append([m.bias for m in measured])
+            stats[1].append([m.variance for m in measured])
+    (gb, gbs), (gv, gvs) = (_mean_and_se(rows) for rows in gae_stats)
+    (tb, tbs), (tv, tvs) = (_mean_and_se(rows) for rows in td_stats)
+    gv, tv = np.clip(gv, 0.0, None), np.clip(tv, 0.0, None)  # a zero variance can round to −0
+    return AdvantageTradeoff(np.asarray(lambdas, dtype=np.float64), np.asarray(ns, dtype=np.int64), gb, gbs, gv, gvs,
+                             tb, tbs, tv, tvs, float(error.pow(2).mean().sqrt()), gamma, num_steps * num_envs, repeats)
+
+
+def _nearest(grid: np.ndarray, value: float) -> int:
+    return int(np.argmin(np.abs(grid - value)))
+
+
+def advantage_readout(scene: AdvantageTradeoff, gae_lambda: float, n: int) -> str:
+    """The numbers behind the marks of :func:`draw_advantage_tradeoff` at ``gae_lambda`` and ``n``."""
+    i, j = _nearest(scene.lambdas, gae_lambda), _nearest(scene.ns.astype(np.float64), n)
+
+    def cell(bias: float, bias_se: float, var: float, var_se: float) -> str:
+        return f"bias {bias:.3f} ± {bias_se:.3f}, variance {var:.3f} ± {var_se:.3f}, bias² + variance {bias**2 + var:.3f}"
+
+    return (f"critic error (RMS of V̂ − V) {scene.critic_error:.3f}; γ = {scene.gamma:g}; means ± standard errors over "
+            f"{scene.repeats} rollouts of {scene.samples} steps.<br>"
+            f"<b>GAE(λ = {scene.lambdas[i]:.2f})</b>: {cell(scene.gae_bias[i], scene.gae_bias_se[i], scene.gae_variance[i], scene.gae_variance_se[i])}<br>"
+            f"&nbsp;&nbsp;λ = 0 (TD error): {cell(scene.gae_bias[0], scene.gae_bias_se[0], scene.gae_variance[0], scene.gae_variance_se[0])}<br>"
+            f"&nbsp;&nbsp;λ = 1 (Monte Carlo): {cell(scene.gae_bias[-1], scene.gae_bias_se[-1], scene.gae_variance[-1], scene.gae_variance_se[-1])}<br>"
+            f"<b>TD(n = {int(scene.ns[j])})</b>: {cell(scene.td_bias[j], scene.td_bias_se[j], scene.td_variance[j], scene.td_variance_se[j])}")
+
+
+def draw_advantage_tradeoff(axes: Sequence[Axes], scene: AdvantageTradeoff, gae_lambda: float, n: int) -> Sequence[Axes]:
+    """Left: bias and standard deviation of GAE(λ) over λ; right: the same for TD(n) over n.
+    Bands are ±2 standard errors; the marks sit at the sliders' λ and n."""
+    ax_lam, ax_n = axes
+    i, j = _nearest(scene.lambdas, gae_lambda), _nearest(scene.ns.astype(np.float64), n)
+    for ax, x, bias, bias_se, var, var_se, k, name in (
+            (ax_lam, scene.lambdas, scene.gae_bias, scene.gae_bias_se, scene.gae_variance, scene.gae_variance_se, i,
+             "λ of GAE(γ, λ)"),
+            (ax_n, scene.ns.astype(np.float64), scene.td_bias, scene.td_bias_se, scene.td_variance, scene.td_variance_se,
+             j, "n of TD(n)")):
+        var = np.clip(var, 0.0, None)  # rounding can leave a variance of −0
+        std = np.sqrt(var)
+        std_se = var_se / (2.0 * np.maximum(std, 1e-12))
+        ax.plot(x, bias, "-o", markersize=3, color="tab:red", label="bias (RMS, action-centred)")
+        ax.fill_between(x, bias - 2 * bias_se, bias + 2 * bias_se, color="tab:red", alpha=0.2)
+        ax.plot(x, std, "-o", markersize=3, color="tab:blue", label="standard deviation √Var[Â | s, a]")
+        ax.fill_between(x, std - 2 * std_se, std + 2 * std_se, color="tab:blue", alpha=0.2)
+        ax.plot(x, np.sqrt(bias**2 + var), "--", color="0.3", label="√(bias² + variance)")
+        ax.axvline(x[k], color="0.5", linewidth=1, linestyle=":")
+        ax.plot([x[k]], [bias[k]], "o", color="tab:red", markersize=8, markeredgecolor="black")
+        ax.plot([x[k]], [std[k]], "o", color="tab:blue", markersize=8, markeredgecolor="black")
+        ax.set_xlabel(name)
+        ax.set_ylabel("error of Â against the true A(s, a)")
+        ax.set_ylim(bottom=0.0)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small", loc="upper right" if ax is ax_n else "upper center")
+    ax_lam.set_title(f"GAE: λ trades the critic's bias for variance (λ = {scene.lambdas[i]:.2f} marked)", fontsize="medium")
+    ax_n.set_title(f"TD(n): longer windows, less bias, more variance (n = {int(scene.ns[j])} marked)", fontsize="medium")
+    return axes
+
+
+def rolling_mean(values: Sequence[float] | np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last ``window`` values at each index (fewer at the start), shape as ``values``."""
+    x = np.asarray(values, dtype=np.float64)
+    if window < 1:
+        raise ValueError(f"window must be ≥ 1, got {window}")
+    sums = np.cumsum(np.concatenate([[0.0], x]))
+    counts = np.minimum(np.arange(1, x.size + 1), window)
+    return (sums[1:] - sums[np.maximum(np.arange(1, x.size + 1) - window, 0)]) / counts
+
+
+def draw_learning_curves(ax: Axes, curves: Mapping[str, tuple[np.ndarray, np.ndarray]], *, xlabel: str, ylabel: str,
+                         title: str, raw: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+                         reference: tuple[float, str] | None = None) -> Axes:
+    """Learning curves y(x), one per run, with the raw points behind them and a horizontal reference line.
+
+    Parameters
+    ----------
+    curves : mapping from a label to (x, y)
+        Smoothed curves (e.g. :func:`rolling_mean` of episode returns against environment steps).
+    raw : mapping from a label to (x, y), optional
+        Drawn as faint dots, each with its own legend entry.
+    reference : (value, label), optional
+        A horizontal dashed line (a target return, an optimum).
+    """
+    for label, (x, y) in (raw or {}).items():
+        ax.plot(np.asarray(x), np.asarray(y), ".", markersize=2, alpha=0.35, label=label)
+    for label, (x, y) in curves.items():
+        ax.plot(np.asarray(x), np.asarray(y), linewidth=2, label=label)
+    if reference is not None:
+        ax.axhline(reference[0], color="black", linestyle="--", linewidth=1, label=reference[1])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return ax

@@ -22,6 +22,7 @@ from rlteach.importance import (
     gaussian_is_theory,
 )
 from rlteach.viz import (
+    AdvantageTradeoff,
     BimodalFitScene,
     GaussianKLScene,
     MirrorStepScene,
@@ -29,7 +30,10 @@ from rlteach.viz import (
     SimplexBallScene,
     StepComparison,
     TrustRegionScene,
+    advantage_readout,
+    advantage_tradeoff,
     bimodal_fit_scene,
+    draw_advantage_tradeoff,
     draw_bimodal_fit,
     draw_gaussian_kl,
     draw_is_experiment,
@@ -450,3 +454,62 @@ class MirrorStepExplorer:
 
     def widget(self) -> widgets.Widget:
         return widgets.VBox([self.lam_slider, self.readout, self.output])
+
+
+CRITIC_CHOICES: tuple[tuple[str, float], ...] = (("exact critic V̂ = V", 0.0), ("critic off by ~0.1", 0.1),
+                                                  ("critic off by ~0.3", 0.3))
+
+
+@dataclass
+class AdvantageExplorer:
+    """Bias against variance of advantage estimates on a random walk whose values are exact.
+
+    Sliders for λ of GAE(γ, λ) and n of TD(n), a dropdown for the critic's error. A change of
+    the critic recomputes an :class:`~rlteach.viz.AdvantageTradeoff`
+    (:func:`~rlteach.viz.advantage_tradeoff`, about a second); the sliders move the marks of
+    :func:`~rlteach.viz.draw_advantage_tradeoff` and the readout
+    (:func:`~rlteach.viz.advantage_readout`) of bias and variance, each with its standard error.
+    """
+
+    gae_lambda: float = 0.95
+    n: int = 3
+    critic_noise: float = 0.3  # a value of CRITIC_CHOICES
+    repeats: int = 6
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError(f"gae_lambda must lie in [0, 1], got {self.gae_lambda}")
+        if not 1 <= self.n <= 12:
+            raise ValueError(f"n must lie in 1 … 12 (the slider's range), got {self.n}")
+        if self.critic_noise not in dict(CRITIC_CHOICES).values():
+            raise ValueError(f"critic_noise must be one of {[v for _, v in CRITIC_CHOICES]}, got {self.critic_noise}")
+        self.lambda_slider = widgets.FloatSlider(value=self.gae_lambda, min=0.0, max=1.0, step=0.05, description="λ",
+                                                 readout_format=".2f", continuous_update=True)
+        self.n_slider = widgets.IntSlider(value=self.n, min=1, max=12, step=1, description="n", continuous_update=True)
+        self.critic_dropdown = widgets.Dropdown(options=list(CRITIC_CHOICES), value=self.critic_noise, description="critic")
+        self.readout = widgets.HTML()
+        self.output = widgets.Output()
+        self.figure = Figure(figsize=(13, 4.6))
+        self.scene: AdvantageTradeoff | None = None
+        self._noise: float | None = None
+        for control in (self.lambda_slider, self.n_slider, self.critic_dropdown):
+            control.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def update(self) -> AdvantageTradeoff:
+        """Recompute the measurements if the critic changed; redraw the marks and the readout."""
+        noise = float(self.critic_dropdown.value)
+        if self.scene is None or noise != self._noise:
+            self.scene = advantage_tradeoff(noise, repeats=self.repeats)
+            self._noise = noise
+        self.figure.clear()
+        axes = self.figure.subplots(1, 2)
+        draw_advantage_tradeoff(axes, self.scene, self.lambda_slider.value, self.n_slider.value)
+        self.figure.tight_layout()
+        self.readout.value = advantage_readout(self.scene, self.lambda_slider.value, self.n_slider.value)
+        _show(self.output, self.figure)
+        return self.scene
+
+    def widget(self) -> widgets.Widget:
+        return widgets.VBox([widgets.HBox([self.critic_dropdown, self.lambda_slider, self.n_slider]), self.readout,
+                             self.output])

@@ -741,3 +741,69 @@ def test_the_mirror_step_explorer_follows_its_slider():
     with pytest.raises(ValueError, match="lam must lie in"):
         MirrorStepExplorer(lam=0.0)
     plt.close(explorer.figure)
+
+
+# --------------------------------------------------------------------- lecture 04: advantages, curves
+
+
+def _small_tradeoff(noise: float) -> "viz.AdvantageTradeoff":
+    return viz.advantage_tradeoff(noise, lambdas=(0.0, 0.5, 1.0), ns=(1, 4, 64), num_steps=64, num_envs=32, repeats=3)
+
+
+def test_the_advantage_tradeoff_trades_the_critics_bias_for_variance():
+    """With a noisy critic GAE's bias falls and its variance rises from λ = 0 to λ = 1; GAE(0) is TD(1)
+    and GAE(1) is TD(T) on the same rollouts; with the exact critic the bias is the sampling floor."""
+    noisy = _small_tradeoff(0.3)
+    assert noisy.gae_bias.shape == noisy.gae_variance.shape == (3,) and noisy.td_bias.shape == (3,)
+    assert noisy.gae_bias[0] > 5 * noisy.gae_bias[-1] and noisy.gae_bias[0] > 0.1
+    assert noisy.gae_variance[0] < noisy.gae_variance[1] < noisy.gae_variance[2]
+    np.testing.assert_allclose(noisy.gae_bias[0], noisy.td_bias[0], rtol=1e-9)
+    np.testing.assert_allclose(noisy.gae_variance[-1], noisy.td_variance[-1], rtol=1e-9, atol=1e-12)
+    assert np.all(noisy.gae_bias_se > 0) and noisy.repeats == 3 and noisy.samples == 64 * 32
+    exact = _small_tradeoff(0.0)
+    assert exact.critic_error == 0.0 and exact.gae_bias.max() < 0.05
+
+
+def test_the_advantage_readout_and_figure_show_the_marked_lambda_and_n():
+    scene = _small_tradeoff(0.3)
+    text = viz.advantage_readout(scene, 0.5, 4)
+    assert "GAE(λ = 0.50)" in text and "TD(n = 4)" in text and f"{scene.gae_bias[1]:.3f}" in text
+    fig, axes = plt.subplots(1, 2)
+    viz.draw_advantage_tradeoff(axes, scene, 0.5, 4)
+    for ax in axes:
+        assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+        assert len(ax.get_legend().get_texts()) == 3
+    assert "λ = 0.50" in axes[0].get_title() and "n = 4" in axes[1].get_title()
+    plt.close(fig)
+
+
+def test_rolling_mean_averages_the_last_window_values():
+    np.testing.assert_allclose(viz.rolling_mean([1.0, 2.0, 3.0, 4.0, 5.0], 2), [1.0, 1.5, 2.5, 3.5, 4.5])
+    np.testing.assert_allclose(viz.rolling_mean([2.0, 4.0, 9.0], 10), [2.0, 3.0, 5.0])
+    with pytest.raises(ValueError):
+        viz.rolling_mean([1.0], 0)
+
+
+def test_learning_curves_have_a_legend_entry_per_curve_and_the_reference():
+    fig, ax = plt.subplots()
+    x = np.arange(5.0)
+    viz.draw_learning_curves(ax, {"run a": (x, x), "run b": (x, 2 * x)}, raw={"episodes": (x, x + 1)},
+                             reference=(3.0, "target"), xlabel="steps", ylabel="return", title="it learns")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["episodes", "run a", "run b", "target"]
+    assert ax.get_xlabel() == "steps" and ax.get_title() == "it learns"
+    plt.close(fig)
+
+
+def test_the_advantage_explorer_follows_its_sliders_and_recomputes_for_a_new_critic():
+    from rlteach.widgets import AdvantageExplorer
+
+    explorer = AdvantageExplorer(gae_lambda=0.0, n=1, critic_noise=0.3, repeats=2)
+    first = explorer.scene
+    assert "GAE(λ = 0.00)" in explorer.readout.value
+    explorer.lambda_slider.value = 0.9
+    explorer.n_slider.value = 5
+    assert explorer.scene is first and "GAE(λ = 0.90)" in explorer.readout.value and "TD(n = 5)" in explorer.readout.value
+    explorer.critic_dropdown.value = 0.0
+    assert explorer.scene is not first and explorer.scene.critic_error == 0.0
+    with pytest.raises(ValueError):
+        AdvantageExplorer(critic_noise=0.2)

@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Cached bytecode saves seconds on every test run (some shells turn it off).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench student-edition help
+.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench bench-peers student-edition help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint       ruff and mypy"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      time every notebook and one autograde per assignment"
+	@echo "make bench-peers  race rlteach's PPO against Stable-Baselines3 (own venv: .venv-bench)"
 	@echo "make student-edition  what students receive: build/student/rlteach-course/ and its .zip"
 
 setup: $(STAMP)
@@ -77,6 +78,21 @@ clean-notebooks: setup
 
 bench: setup
 	$(BIN)/python benchmarks/course.py
+
+# The peer libraries (the bench extra: stable-baselines3, sb3-contrib) never enter .venv:
+# they get their own venv, with torch and everything else pinned by constraints.txt.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.rlteach-installed
+BENCH_ALGO  ?= ppo
+BENCH_SEEDS ?= 5
+
+$(BENCH_STAMP): pyproject.toml constraints.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c constraints.txt -e '.[bench]'
+	@touch $(BENCH_STAMP)
+
+bench-peers: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/peers.py --algo $(BENCH_ALGO) --seeds $(BENCH_SEEDS)
 
 # What students receive (scripts/student_edition.py): build/student/rlteach-course/ and .zip.
 student-edition: setup

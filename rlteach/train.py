@@ -13,7 +13,9 @@ included, so runs of different libraries compare fairly on one time axis.
 
 Adding an algorithm (TRPO, PPO) is one entry in :data:`ALGORITHMS`: a frozen config
 dataclass with the fields ``env_id`` and ``total_steps``, and a training function with
-the signature of :class:`TrainFn` (that of :func:`rlteach.actor_critic.train_a2c`). This
+the signature of :class:`TrainFn` (that of :func:`rlteach.actor_critic.train_a2c`), and
+optionally ``presets``, configs tuned for other environments (``rlteach-train ppo
+Pendulum-v1`` starts from :data:`rlteach.ppo.PENDULUM`, not from the CartPole defaults). This
 module is the only place that parses command lines; the library takes configs.
 """
 
@@ -32,6 +34,9 @@ import torch
 
 from rlteach.actor_critic import A2CConfig, EpisodeRecord, TrainingLog, train_a2c
 from rlteach.device import default_device
+from rlteach.ppo import PENDULUM, PPOConfig, train_ppo
+from rlteach.trpo import PENDULUM as TRPO_PENDULUM
+from rlteach.trpo import TRPOConfig, train_trpo
 
 CSV_COLUMNS = ("wall_s", "env_steps", "episode_return")
 
@@ -57,10 +62,13 @@ class Algorithm(NamedTuple):
     config: type  # a frozen dataclass with env_id and total_steps fields
     train: TrainFn
     envs: tuple[str, ...]  # gymnasium ids it runs on (its defaults are tuned for the first)
+    presets: tuple[Any, ...] = ()  # configs tuned for other environments, used for their env_id
 
 
 ALGORITHMS: dict[str, Algorithm] = {
     "a2c": Algorithm(A2CConfig, train_a2c, ("CartPole-v1", "CartPole-v0", "Acrobot-v1", "MountainCar-v0")),
+    "ppo": Algorithm(PPOConfig, train_ppo, ("CartPole-v1", "Pendulum-v1"), presets=(PENDULUM,)),
+    "trpo": Algorithm(TRPOConfig, train_trpo, ("CartPole-v1", "Pendulum-v1"), presets=(TRPO_PENDULUM,)),
 }
 
 
@@ -129,7 +137,8 @@ def _resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple
     changes: dict[str, Any] = {"env_id": args.env_id}
     if args.steps is not None:
         changes["total_steps"] = args.steps
-    config = dataclasses.replace(algorithm.config(), **changes)
+    base = next((preset for preset in algorithm.presets if preset.env_id == args.env_id), None)
+    config = dataclasses.replace(base if base is not None else algorithm.config(), **changes)
     return algorithm, config, device
 
 

@@ -12,9 +12,14 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pyproject_requirements() -> dict[str, Requirement]:
+# Extras that never enter the students' environment (environment.yml, make setup).
+PEER_EXTRAS = ("bench",)
+
+
+def pyproject_requirements(skip_extras: tuple[str, ...] = ()) -> dict[str, Requirement]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    listed = project["dependencies"] + [d for extra in project["optional-dependencies"].values() for d in extra]
+    listed = project["dependencies"] + [d for name, extra in project["optional-dependencies"].items()
+                                        if name not in skip_extras for d in extra]
     reqs = [Requirement(d) for d in listed]
     return {canonicalize_name(r.name): r for r in reqs if canonicalize_name(r.name) != "rlteach"}
 
@@ -50,6 +55,17 @@ def test_environment_yml_lists_the_same_dependencies_at_the_same_versions():
         name, _extras, version = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]+\])?==(\S+)", entry).groups()
         listed[canonicalize_name(name)] = version
     assert "-e ." in pip_section
-    assert set(listed) == set(pyproject_requirements())
+    assert set(listed) == set(pyproject_requirements(skip_extras=PEER_EXTRAS))
     pins = constraints()
     assert {name: pins[name] for name in listed} == listed
+
+
+def test_the_benchmark_peers_stay_out_of_the_students_environment():
+    """stable-baselines3 and sb3-contrib live in the bench extra only (make bench-peers, .venv-bench)."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    peers = {canonicalize_name(Requirement(d).name) for d in extras["bench"]}
+    assert peers == {"stable-baselines3", "sb3-contrib"}
+    for name in ("course", "dev"):
+        assert not any(canonicalize_name(Requirement(d).name) in peers for d in extras[name]), name
+    assert not any("bench" in d for d in extras["dev"] + extras["course"])
+    assert not peers & set(pyproject_requirements(skip_extras=PEER_EXTRAS))

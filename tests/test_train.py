@@ -65,7 +65,7 @@ def test_main_is_seeded(tmp_path):
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["ppo", "CartPole-v1"], "unknown algorithm 'ppo'; supported algorithms: a2c"),
+    (["dqn", "CartPole-v1"], "unknown algorithm 'dqn'; supported algorithms: a2c"),
     (["a2c", "Pendulum-v1"], "a2c does not support environment 'Pendulum-v1'; supported environments: CartPole-v1"),
     (["a2c", "CartPole-v1", "--steps", "0"], "--steps 0: must be >= 1"),
     (["a2c", "CartPole-v1", "--device", "tpu"], "invalid choice: 'tpu'"),

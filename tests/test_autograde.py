@@ -36,7 +36,7 @@ def test_a_grade_cell_reads_as_its_check_calls():
 @pytest.mark.parametrize("source, message", [
     ("check(f, 'weighted_is'", "syntax error at line 1"),
     ("check(f, name)", "the part's name must be a literal str, got `name`"),
-    ("check(f, 'gae')", "no graded part named 'gae'"),
+    ("check(f, 'no_such_part')", "no graded part named 'no_such_part'"),
     ("check(f, 'weighted_is', seed=s)", "seed must be a literal int, got `s`"),
     ("check(f, 'weighted_is', seed=True)", "seed must be a literal int"),
     ("check(f, 'weighted_is', group='terminations')", "no case group 'terminations'; groups: random, edge"),

@@ -238,8 +238,8 @@ def test_the_failure_renders_without_a_traceback():
 
 
 def test_unknown_part_group_and_device_get_clear_errors(monkeypatch):
-    with pytest.raises(ValueError, match="no graded part named 'gea'; known parts: "):
-        get_part("gea")
+    with pytest.raises(ValueError, match="no graded part named 'no_such_part'; known parts: "):
+        get_part("no_such_part")
     with pytest.raises(ValueError, match="importance_weights: no case group 'terminations'; groups: random, edge"):
         check(stable_weights, "importance_weights", group="terminations")
     monkeypatch.setenv("RLTEACH_DEVICE", "tpu")

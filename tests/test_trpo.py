@@ -312,6 +312,7 @@ def test_training_is_seeded():
     assert a.log.returns != c.log.returns
 
 
+@pytest.mark.slow
 def test_a_short_seeded_cartpole_run_learns():
     """20k steps of the default config, seed 1: from a mean of 21 to the stated mean of the last 20 episodes."""
     result = train_trpo(dataclasses.replace(TRPOConfig(), total_steps=20_000), 1, progress=False)

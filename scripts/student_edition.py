@@ -120,7 +120,8 @@ def secret_lines(solutions: Path) -> tuple[set[str], set[str]]:
     """The lines of hidden tests and of solution code that the edition must not contain.
 
     Lines that the source shows outside its marked blocks anyway (a visible test written
-    like a hidden one) are left out, as are comments and short everyday lines of code.
+    like a hidden one, or the tail of a signature the exercise gives) are left out, as are
+    comments and short everyday lines of code.
     """
     blocks = re.compile(r"^[ \t]*### BEGIN (SOLUTION|HIDDEN TESTS)[^\n]*\n(.*?)^[ \t]*### END \1[^\n]*$", re.S | re.M)
     sources = list(source_cells(solutions))
@@ -129,7 +130,8 @@ def secret_lines(solutions: Path) -> tuple[set[str], set[str]]:
     def lines(marker: str, shortest: int) -> set[str]:
         found = {line.strip() for source in sources for match in blocks.finditer(source) if match[1] == marker
                  for line in match[2].splitlines()}
-        return {line for line in found if len(line) >= shortest and not line.startswith("#")} - shown
+        candidates = {line for line in found if len(line) >= shortest and not line.startswith("#")} - shown
+        return {line for line in candidates if not any(line in visible for visible in shown)}
 
     return lines("HIDDEN TESTS", 8), lines("SOLUTION", MIN_SOLUTION_LINE)
 

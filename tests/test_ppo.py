@@ -461,7 +461,7 @@ def test_rlteach_train_registers_ppo_with_a_pendulum_preset():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1])
 def test_cartpole_reaches_a_100_episode_mean_of_475(seed):
     """The default config reaches a 100-episode mean return of 475 within about SB3's sample count.
 

@@ -16,6 +16,8 @@ from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import actor_critic as P
 from rlteach.grading.records import Outcome
 
+pytestmark = pytest.mark.slow  # behavioural cases train small learners: the slow tier
+
 CPU = torch.device("cpu")
 NAMES = ("gae", "td_n_targets", "one_step_ac_update", "a2c_loss", "replay_buffer", "one_step_actor_critic")
 

@@ -14,6 +14,8 @@ from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import trpo as P
 from rlteach.grading.records import Outcome
 
+pytestmark = pytest.mark.slow  # behavioural cases train small learners: the slow tier
+
 CPU = torch.device("cpu")
 NAMES = ("trpo_surrogate", "trpo_line_search", "trpo_step", "trpo_bandit")
 

@@ -37,7 +37,10 @@ def reference_outcomes(part, cases, device=CPU):
     return [Outcome(H.observe(part, part.reference, *case.arguments(device))) for case in cases]
 
 
-SLOW_TO_CHECK = {"dykstra", "natural_gradient_step", "fisher_vector_product"}  # seconds per case and mistake
+SLOW_TO_CHECK = {  # over a second of CPU each, for the reference or the known mistakes: the slow tier
+    "dykstra", "natural_gradient_step", "fisher_vector_product", "trpo_step", "one_step_actor_critic",
+    "ppo_update", "ppo_cartpole", "ppo_policy_loss", "td_n_targets", "conjugate_gradient",
+}
 
 
 def _names(parts) -> list:

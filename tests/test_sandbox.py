@@ -5,6 +5,7 @@ have, changes no file outside its working folder, and the rest of the class is g
 
 import os
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from rlteach.grading import sandbox
 from rlteach.grading.classroom import grade_class
 from tests.nbgrader_course import Course, filled, sandbox_missing
 
@@ -56,8 +58,17 @@ class Listener:
         self.server.close()
 
 
+def kernel_cgroups() -> set[Path]:
+    return set(Path("/sys/fs/cgroup").glob("**/rlteach-*"))
+
+
 @pytest.fixture(scope="module")
-def sandboxed_class(tmp_path_factory):
+def cgroups_before() -> set[Path]:
+    return kernel_cgroups()
+
+
+@pytest.fixture(scope="module")
+def sandboxed_class(tmp_path_factory, cgroups_before):
     course = Course(tmp_path_factory.mktemp("sandbox"))
     course.generate(A)
     exercise, solution = course.notebook("exercises", A), course.notebook("solutions", A)
@@ -157,7 +168,7 @@ def test_a_server_on_the_host_loopback_is_unreachable(sandboxed_class):
     assert listener.accepted == 0
 
 
-def test_forking_stops_at_the_process_limit_and_nothing_outlives_the_kernel(sandboxed_class):
+def test_forking_stops_at_the_process_limit_and_nothing_outlives_the_kernel(sandboxed_class, cgroups_before):
     course, _, _, _, _ = sandboxed_class
     assert "FORK LIMIT after" in answer_output(course, "forks")
     assert "CHILD LEFT RUNNING" in answer_output(course, "lingers")
@@ -172,4 +183,31 @@ def test_forking_stops_at_the_process_limit_and_nothing_outlives_the_kernel(sand
             if not Path(connection).parent.exists():  # its grading is over (another grading may be running)
                 leftovers.append(command)
     assert leftovers == []
-    assert not list(Path("/sys/fs/cgroup").glob("**/rlteach-*"))
+    assert kernel_cgroups() - cgroups_before == set()
+
+
+def test_the_next_grading_clears_what_a_killed_grader_left():
+    """A grader killed outright leaves its kernel's cgroup, and maybe a kernel in it; the
+    next one to make a cgroup kills what is inside and removes it."""
+    group = sandbox.pids_cgroup(8)
+    if group is None:
+        pytest.skip("this user may not make cgroups here")
+    sandbox.remove_cgroup(group)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = group.parent / f"rlteach-{gone.pid}-000000000000"
+    orphan.mkdir()
+    left_running = subprocess.Popen(["sleep", "600"])
+    (orphan / "cgroup.procs").write_text(str(left_running.pid))
+    mine = group.parent / f"rlteach-{os.getpid()}-000000000000"
+    mine.mkdir()
+    group = sandbox.pids_cgroup(8)
+    try:
+        assert not orphan.exists()
+        assert left_running.wait(timeout=5) == -9
+        assert mine.exists() and group is not None and group.exists()
+    finally:
+        sandbox.remove_cgroup(group)
+        mine.rmdir()
+        if left_running.poll() is None:
+            left_running.kill()

@@ -339,7 +339,7 @@ def test_rlteach_train_registers_trpo_with_a_pendulum_preset():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [2])
 def test_cartpole_reaches_a_100_episode_mean_of_475_within_300k_steps(seed):
-    """The default config; measured: seed 2 after 75,388 transitions (benchmarks/trpo_seeds.py runs all ten)."""
+    """The default config; measured: seed 2 after 75,388 transitions (`python benchmarks/seeds.py trpo` runs all ten)."""
     result = train_trpo(TRPOConfig(), seed, progress=False, target_return=475.0)
     hit = result.log.first_reaching(475.0)
     assert hit is not None and hit.env_steps <= 300_000

@@ -161,21 +161,30 @@ def _captured() -> Iterator[io.StringIO]:
 
 
 @contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch thread while cases run and are judged (restored after): the cases are
+    small, one thread gives the same floating-point sums on every run, and a thread pool
+    per kernel oversubscribes the cores when a class is graded in parallel (a busy-waiting
+    pool made one check 30× slower on two cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
 def _deterministic(part: Part, case: Case) -> Iterator[None]:
     """For a behavioural part: one thread and a seeded global generator (restored after),
     so that the answer's own ``torch.randn`` and module initialisations are reproducible."""
     if not part.behavioural:
         yield
         return
-    threads = torch.get_num_threads()
     seed = int.from_bytes(hashlib.sha256(f"{part.name}:{case.name}".encode()).digest()[:4], "big")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), one_thread():
         torch.manual_seed(seed)
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
+        yield
 
 
 @contextlib.contextmanager
@@ -377,9 +386,11 @@ class Verdict:
 def judge(part: Part, group: str, cases: Sequence[Case], outcomes: Sequence[Outcome],
           device: torch.device) -> Verdict:
     """Judge every case's outcome; see :class:`Verdict`."""
-    judged = [judge_case(part, case, outcome, device) for case, outcome in zip(cases, outcomes, strict=True)]
+    with one_thread():
+        judged = [judge_case(part, case, outcome, device) for case, outcome in zip(cases, outcomes, strict=True)]
+        hint = _hint(part, cases, judged, device)
     return Verdict(part.name, group, str(device), tuple(c.name for c in cases), tuple(j.score for j in judged),
-                   tuple(j.problems for j in judged), _hint(part, cases, judged, device))
+                   tuple(j.problems for j in judged), hint)
 
 
 # ------------------------------------------------------------------------------- check
@@ -415,7 +426,8 @@ def check(fn: Callable[..., Any], part: str | Part, *, seed: int = 0, group: str
     device = torch.device(device) if device is not None else default_device()
     salt = grading_salt()
     cases = spec.cases(salted(seed, salt), group)
-    outcomes = [attempt(spec, fn, case, device) for case in cases]
+    with one_thread():
+        outcomes = [attempt(spec, fn, case, device) for case in cases]
     if salt is not None:
         folder = os.environ.get(records.DUMP_ENV)
         if folder:

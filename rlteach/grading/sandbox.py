@@ -96,15 +96,46 @@ def _readable() -> list[Path]:
     return sorted(paths)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphaned_cgroups(parent: Path) -> list[Path]:
+    """Empty and remove the kernel cgroups under ``parent`` whose grader has died.
+
+    A grader killed outright (SIGKILL, a lost machine) cannot remove its kernels' cgroups,
+    and a kernel it left running stays inside one. Each group's name carries its grader's
+    PID, so the next grading clears them: what is left in them is killed, and they are
+    removed. Returns the groups removed.
+    """
+    removed = []
+    for group in parent.glob("rlteach-*-*"):
+        owner = group.name.split("-")[1]
+        if owner.isdigit() and not _alive(int(owner)) and os.access(group, os.W_OK):
+            remove_cgroup(group)
+            if not group.exists():
+                removed.append(group)
+    return removed
+
+
 def pids_cgroup(limit: int) -> Path | None:
     """A new cgroup whose ``pids.max`` is ``limit`` (v2 or v1 hierarchy), or ``None`` where
-    this user may not make one."""
-    name = f"rlteach-{secrets.token_hex(6)}"
+    this user may not make one. Its name carries this process's PID, so that the groups of
+    a grader that died are found and removed by the next one (:func:`remove_orphaned_cgroups`)."""
+    name = f"rlteach-{os.getpid()}-{secrets.token_hex(6)}"
     root = Path("/sys/fs/cgroup")
     controllers = root / "cgroup.controllers"
     candidates = [root] if controllers.is_file() and "pids" in controllers.read_text().split() else []
     candidates.append(root / "pids")
     for parent in candidates:
+        if parent.is_dir():
+            remove_orphaned_cgroups(parent)
         try:
             group = parent / name
             group.mkdir()

@@ -1,10 +1,11 @@
-"""TRPO on CartPole-v1 over many seeds: env steps and seconds to a 100-episode mean return ≥ 475.
+"""A2C, PPO or TRPO on CartPole-v1 over many seeds: env steps and seconds to a 100-episode mean return ≥ 475.
 
-    python benchmarks/trpo_seeds.py                      (seeds 1-10, 300k-step budget)
-    python benchmarks/trpo_seeds.py --seeds 3 --steps 200000
+    python benchmarks/seeds.py trpo                      (seeds 1-10, 300k-step budget)
+    python benchmarks/seeds.py a2c --seeds 8 --steps 500000
+    python benchmarks/seeds.py ppo --seeds 3 --steps 200000
 
-Each seed runs ``rlteach-train trpo CartPole-v1 --seed S --steps BUDGET --csv -`` (the
-library's default :class:`rlteach.trpo.TRPOConfig`, one torch thread), one after the
+Each seed runs ``rlteach-train ALGO CartPole-v1 --seed S --steps BUDGET --csv -`` (the
+library's default config of that algorithm, one torch thread), one after the
 other. The episodes stream in as CSV rows ``wall_s,env_steps,episode_return``; the run
 is stopped at the first episode where the mean of the last ``--window`` returns reaches
 ``--threshold`` (or ends with its budget). The table gives, per seed, the env steps and
@@ -40,16 +41,16 @@ class SeedResult(NamedTuple):
     episodes: int
 
 
-def train_command(seed: int, steps: int) -> list[str]:
+def train_command(algo: str, seed: int, steps: int) -> list[str]:
     """``rlteach-train`` from this interpreter's environment (``python -m rlteach.train`` when not installed)."""
     exe = shutil.which("rlteach-train", path=str(Path(sys.executable).parent))
     base = [exe] if exe else [sys.executable, "-m", "rlteach.train"]
-    return [*base, "trpo", "CartPole-v1", "--seed", str(seed), "--steps", str(steps), "--csv", "-", "--no-progress"]
+    return [*base, algo, "CartPole-v1", "--seed", str(seed), "--steps", str(steps), "--csv", "-", "--no-progress"]
 
 
-def run_seed(seed: int, steps: int, threshold: float, window: int) -> SeedResult:
+def run_seed(algo: str, seed: int, steps: int, threshold: float, window: int) -> SeedResult:
     """Train one seed, reading its episodes as they are written; stop it at the first crossing."""
-    proc = subprocess.Popen(train_command(seed, steps), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(train_command(algo, seed, steps), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True, bufsize=1)
     assert proc.stdout is not None
     last: collections.deque[float] = collections.deque(maxlen=window)
@@ -81,17 +82,18 @@ def median_or_nan(values: list[float]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("algo", choices=("a2c", "ppo", "trpo"))
     parser.add_argument("--seeds", type=int, default=10, help="seeds 1..SEEDS (default 10)")
     parser.add_argument("--steps", type=int, default=300_000, help="env-step budget per seed (default 300000)")
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("--window", type=int, default=100)
     args = parser.parse_args(argv)
-    print(f"TRPO CartPole-v1, budget {args.steps} steps, threshold: mean of {args.window} episodes >= "
+    print(f"{args.algo.upper()} CartPole-v1, budget {args.steps} steps, threshold: mean of {args.window} episodes >= "
           f"{args.threshold:g}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     print(f"{'seed':>4}  {'env steps':>9}  {'wall s':>7}  {'cpu s':>7}  {'episodes':>8}", flush=True)
     results = []
     for seed in range(1, args.seeds + 1):
-        r = run_seed(seed, args.steps, args.threshold, args.window)
+        r = run_seed(args.algo, seed, args.steps, args.threshold, args.window)
         results.append(r)
         steps = "-" if r.env_steps is None else str(r.env_steps)
         wall = "-" if r.wall_s is None else f"{r.wall_s:.1f}"

@@ -62,6 +62,19 @@ def _default_linear_init(linear: nn.Linear, generator: torch.Generator) -> None:
         linear.bias.uniform_(-bound, bound, generator=generator)
 
 
+def _uninitialised_linear(fan_in: int, fan_out: int) -> nn.Linear:
+    """An ``nn.Linear`` with uninitialised CPU parameters, for the caller to initialise.
+
+    Built on the meta device (no memory, no draw from the global random state) and given
+    fresh ``torch.empty`` parameters; ``nn.utils.skip_init`` does the same through
+    ``Module.to_empty``, whose first call imports about 500 modules of torch (about 1 s).
+    """
+    linear = nn.Linear(fan_in, fan_out, device="meta")
+    linear.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+    linear.bias = nn.Parameter(torch.empty(fan_out))
+    return linear
+
+
 def mlp(in_size: int, hidden_sizes: Sequence[int], out_size: int, *, out_gain: float, generator: torch.Generator,
         orthogonal_init: bool = True) -> nn.Sequential:
     r"""A tanh multilayer perceptron ``in_size → hidden_sizes → out_size``, initialised from ``generator``.
@@ -74,7 +87,7 @@ def mlp(in_size: int, hidden_sizes: Sequence[int], out_size: int, *, out_gain: f
     sizes = [in_size, *hidden_sizes, out_size]
     layers: list[nn.Module] = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
-        linear = nn.utils.skip_init(nn.Linear, fan_in, fan_out)
+        linear = _uninitialised_linear(fan_in, fan_out)
         last = i == len(sizes) - 2
         if orthogonal_init:
             nn.init.orthogonal_(linear.weight, gain=out_gain if last else math.sqrt(2.0), generator=generator)

@@ -22,6 +22,9 @@ advantage standardisation                       :func:`normalize_advantages`
 running mean and variance (obs., rewards)       :class:`RunningMeanStd`, :class:`RewardScaler`
 one rollout of N environments × T steps          :func:`collect_rollout`
 K epochs of minibatch steps                     :func:`ppo_update`
+Adam on PyTorch's fused kernel                  :class:`FusedAdam`, :func:`make_optimizer`
+one iteration: anneal, advantages, update       :func:`ppo_iteration`
+set-up and loop shared with TRPO                :func:`start_on_policy`, :func:`run_on_policy`
 the loop                                        :func:`train_ppo`
 ==============================================  ========================================
 
@@ -41,11 +44,12 @@ out of every loss and count, and all randomness comes from local generators.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -74,8 +78,9 @@ class PPOConfig:
     (hyperparams/ppo.yml: 8 environments × 32 steps, one full-batch step per epoch, 20
     epochs, γ = 0.98, λ = 0.8, lr and ε annealed linearly from 1e-3 and 0.2): on the
     same sample budget as Stable-Baselines3 (seeds 1-5: a median of 65,124 steps to a
-    100-episode mean of 475, against SB3's 65,416) in 0.61× its wall time from process
-    start (``benchmarks/peers.py``, one core of an AMD EPYC). Cheaper settings (16 environments × 16 steps, or 10
+    100-episode mean of 475, against SB3's 65,416; seeds 1-10: 67,046 against 65,416) in
+    half its CPU time (0.50× and 0.49×) and 0.42× its wall time from process start over
+    seeds 1-10 (``benchmarks/peers.py``, one core of a shared 2-core AMD EPYC). Cheaper settings (16 environments × 16 steps, or 10
     epochs, or hidden layers of 32) needed from 11 % to over 50 % more environment
     steps to a 100-episode mean of 475 on seeds 1-2.
     :data:`PENDULUM` holds settings for Pendulum-v1 (continuous actions).
@@ -604,7 +609,7 @@ def flatten_rollout(rollout: Rollout, adv: Tensor, returns: Tensor, normalize_ad
                  returns.reshape(-1)[mask])
 
 
-def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Batch, config: PPOConfig,
+def ppo_update(policy: Policy, optimizer: Optimizer, batch: Batch, config: PPOConfig,
                generator: torch.Generator, clip_eps: float) -> PPOUpdateStats:
     r"""K epochs of minibatch steps on :math:`-L^{CLIP} + c_v L^V - c_e H`.
 
@@ -617,7 +622,7 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Batch, c
     Parameters
     ----------
     policy : CategoricalActorCritic or GaussianActorCritic
-    optimizer : torch.optim.Optimizer
+    optimizer : FusedAdam or torch.optim.Optimizer
         Over ``policy.parameters()``; its step size is set by the caller.
     batch : Batch
     config : PPOConfig
@@ -684,13 +689,78 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: Batch, c
 # ---------------------------------------------------------------------------------------
 
 
-def make_optimizer(policy: nn.Module, config: PPOConfig) -> torch.optim.Adam:
-    """Adam over every parameter, with ``config.adam_eps``; the fused kernel where the device has one."""
+class FusedAdam:
+    r"""Adam (Kingma & Ba 2015) over one list of parameters, on PyTorch's fused kernel.
+
+    With the gradient :math:`g`, step count k, step size α and :math:`\beta_1 = 0.9`,
+    :math:`\beta_2 = 0.999`:
+
+    .. math:: m \leftarrow \beta_1 m + (1-\beta_1)\,g,\qquad v \leftarrow \beta_2 v + (1-\beta_2)\,g^2,\qquad
+              \theta \leftarrow \theta - \frac{\alpha}{1-\beta_1^k}\,
+              \frac{m}{\sqrt{v / (1-\beta_2^k)} + \epsilon}
+
+    Bit for bit the numbers of ``torch.optim.Adam(params, lr, eps=eps, fused=True)`` (the
+    same ``torch._fused_adam_`` kernel, one call for every parameter), with the part of its
+    interface that :func:`ppo_update` uses: ``param_groups[0]["lr"]`` (set it to anneal),
+    :meth:`zero_grad` and :meth:`step`. It leaves out ``torch.optim``'s hooks, state
+    dicts and ``torch.compile`` support: the first ``torch.optim`` optimizer imports
+    ``torch._dynamo``, 800 modules, seconds of start-up on a small machine (an 8k-step
+    ``rlteach-train ppo CartPole-v1`` run used 3.5 s less CPU time without it).
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+        Leaf tensors on one device (CPU or CUDA) with ``requires_grad``.
+    lr, eps : float
+        α and ε.
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float, eps: float = 1e-8) -> None:
+        self.params = list(params)
+        self.param_groups: list[dict[str, Any]] = [{"params": self.params, "lr": lr, "betas": (0.9, 0.999), "eps": eps}]
+        self.exp_avgs = [torch.zeros_like(p) for p in self.params]  # m
+        self.exp_avg_sqs = [torch.zeros_like(p) for p in self.params]  # v
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]  # k, per parameter
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop (or zero) every parameter's gradient."""
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam step on the parameters that have a gradient."""
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]  # others keep m, v and k (as torch.optim)
+        if not live:
+            return
+        params = [self.params[i] for i in live]
+        grads = [p.grad for p in params if p.grad is not None]
+        exp_avgs, exp_avg_sqs = [self.exp_avgs[i] for i in live], [self.exp_avg_sqs[i] for i in live]
+        steps = [self.steps[i] for i in live]
+        torch._foreach_add_(steps, 1.0)  # k ← k + 1
+        group = self.param_groups[0]
+        beta1, beta2 = group["betas"]
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=float(group["lr"]), beta1=beta1,
+                           beta2=beta2, weight_decay=0.0, eps=float(group["eps"]), amsgrad=False, maximize=False)
+
+
+Optimizer = FusedAdam | torch.optim.Optimizer
+
+
+def make_optimizer(policy: nn.Module, config: PPOConfig) -> Optimizer:
+    """Adam over every parameter, with ``config.adam_eps``.
+
+    :class:`FusedAdam` where the parameters live on the CPU or a CUDA device (the same
+    numbers as ``torch.optim.Adam(fused=True)``, without ``torch.optim``'s start-up and
+    per-step costs), else ``torch.optim.Adam``.
+    """
     params = list(policy.parameters())
-    try:
-        return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps, fused=True)
-    except (RuntimeError, TypeError, ValueError):  # fused Adam missing for this device or torch
-        return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps, foreach=True)
+    if hasattr(torch, "_fused_adam_") and params and params[0].device.type in ("cpu", "cuda"):
+        return FusedAdam(params, lr=config.lr, eps=config.adam_eps)
+    return torch.optim.Adam(params, lr=config.lr, eps=config.adam_eps, foreach=True)
 
 
 class PPOResult(NamedTuple):
@@ -702,15 +772,125 @@ class PPOResult(NamedTuple):
     obs_rms: RunningMeanStd | None  # the statistics the policy's inputs were normalised with
 
 
+class OnPolicyConfig(Protocol):
+    """What :func:`start_on_policy` and :func:`run_on_policy` read from a config (:class:`PPOConfig`, ``TRPOConfig``)."""
+
+    @property
+    def env_id(self) -> str: ...
+    @property
+    def num_envs(self) -> int: ...
+    @property
+    def num_steps(self) -> int: ...
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]: ...
+    @property
+    def orthogonal_init(self) -> bool: ...
+    @property
+    def log_std_init(self) -> float: ...
+    @property
+    def clip_actions(self) -> bool: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def num_updates(self) -> int: ...
+
+
+StatsT = TypeVar("StatsT")
+
+
+class OnPolicySetup(NamedTuple):
+    """What :func:`start_on_policy` builds: the environments, the policy, the sampling generator, the carried state."""
+
+    envs: gym.vector.VectorEnv
+    policy: Policy
+    generator: torch.Generator  # action draws and minibatch permutations, on the learner's device
+    state: PPOEnvState
+    clock: Callable[[], float]  # seconds for EpisodeRecord.wall_s
+
+
+def start_on_policy(config: OnPolicyConfig, seed: int, device: str | torch.device,
+                    reset: Callable[..., PPOEnvState], clock: Callable[[], float] | None = None,
+                    **policy_options: object) -> OnPolicySetup:
+    """The set-up that :func:`train_ppo` and :func:`rlteach.trpo.train_trpo` share.
+
+    ``config.num_envs`` environments (:func:`make_envs`), an actor-critic initialised from
+    ``seed`` (:func:`rlteach.policies.make_actor_critic` with ``config.hidden_sizes``,
+    ``config.orthogonal_init``, ``config.log_std_init`` and ``policy_options``), a
+    generator seeded with ``seed`` on ``device``, and the environments reset by
+    ``reset(envs, config, seed, device)``. ``clock`` defaults to seconds since this call.
+    """
+    started = time.perf_counter()
+    device = torch.device(device)
+    envs = make_envs(config.env_id, config.num_envs)
+    policy = make_actor_critic(envs.single_observation_space, envs.single_action_space, config.hidden_sizes,
+                               generator=torch.Generator().manual_seed(seed), orthogonal_init=config.orthogonal_init,
+                               log_std_init=config.log_std_init, **policy_options).to(device)  # type: ignore[arg-type]
+    generator = torch.Generator(device=device).manual_seed(seed)
+    state = reset(envs, config, seed, device)
+    return OnPolicySetup(envs, policy, generator, state,
+                         clock if clock is not None else (lambda: time.perf_counter() - started))
+
+
+def run_on_policy(name: str, config: OnPolicyConfig, setup: OnPolicySetup,
+                  improve: Callable[[int, Rollout, int], tuple[StatsT, UpdateRecord]], *, progress: bool = True,
+                  on_episode: Callable[[EpisodeRecord], None] | None = None, target_return: float | None = None,
+                  window: int = 100) -> tuple[TrainingLog, list[StatsT]]:
+    """The loop that :func:`train_ppo` and :func:`rlteach.trpo.train_trpo` share; closes the environments.
+
+    For each of ``config.num_updates`` iterations k: collect N×T steps
+    (:func:`collect_rollout`), log the episodes that ended, then
+    ``improve(k, rollout, env_steps)``, the algorithm's update, which returns its
+    diagnostics and the :class:`~rlteach.actor_critic.UpdateRecord` to log. Stops early
+    once the mean return of the last ``window`` episodes reaches ``target_return``.
+    """
+    envs, policy, generator, state, clock = setup
+    log, updates, env_steps = TrainingLog(), [], 0
+    with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
+              desc=f"{name} {config.env_id}") as bar:
+        for k in range(config.num_updates):
+            rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator, config.clip_actions)
+            steps_per_row = rollout.valid.sum(dim=1).cumsum(0).tolist()  # transitions up to and including row t
+            for episode in episodes:
+                record = EpisodeRecord(env_steps + steps_per_row[episode.step], episode.episode_return,
+                                       episode.length, clock())
+                log.episodes.append(record)
+                if on_episode is not None:
+                    on_episode(record)
+            env_steps += steps_per_row[-1]
+            stats, update_record = improve(k, rollout, env_steps)
+            updates.append(stats)
+            log.updates.append(update_record)
+            bar.update(config.batch_size)
+            if progress:
+                bar.set_postfix(mean_return=f"{log.mean_return(window):.1f}", refresh=False)
+            if target_return is not None and len(log.episodes) >= window and log.mean_return(window) >= target_return:
+                break
+    envs.close()
+    return log, updates
+
+
+def ppo_iteration(policy: Policy, optimizer: Optimizer, config: PPOConfig, generator: torch.Generator, update: int,
+                  rollout: Rollout, env_steps: int) -> tuple[PPOUpdateStats, UpdateRecord]:
+    """One PPO improvement on a rollout: anneal lr and ε where configured, advantages, flatten, :func:`ppo_update`."""
+    lr = linear_schedule(config.lr, update, config.num_updates) if config.anneal_lr else config.lr
+    optimizer.param_groups[0]["lr"] = lr
+    clip_eps = linear_schedule(config.clip_eps, update, config.num_updates) if config.anneal_clip_eps else config.clip_eps
+    adv, returns = rollout_advantages(rollout, config.gamma, config.gae_lambda, config.use_gae)
+    batch = flatten_rollout(rollout, adv, returns, config.normalize_adv)
+    stats = ppo_update(policy, optimizer, batch, config, generator, clip_eps)
+    return stats, UpdateRecord(env_steps, stats.policy_loss, stats.value_loss, stats.entropy, stats.explained_variance)
+
+
 def train_ppo(config: PPOConfig, seed: int, *, device: str | torch.device = "cpu", progress: bool = True,
               clock: Callable[[], float] | None = None, on_episode: Callable[[EpisodeRecord], None] | None = None,
               target_return: float | None = None, window: int = 100) -> PPOResult:
     r"""Train PPO on ``config.env_id`` (Schulman et al. 2017, algorithm 1, actor-critic style).
 
-    For each of ``config.num_updates`` iterations: anneal the step size and ε where
-    configured, collect N×T steps (:func:`collect_rollout`), compute advantages
-    (:func:`rollout_advantages`), flatten the valid samples (:func:`flatten_rollout`) and
-    run K epochs of minibatch steps (:func:`ppo_update`).
+    For each of ``config.num_updates`` iterations: collect N×T steps
+    (:func:`collect_rollout`), anneal the step size and ε where configured, compute
+    advantages (:func:`rollout_advantages`), flatten the valid samples
+    (:func:`flatten_rollout`) and run K epochs of minibatch steps (:func:`ppo_update`):
+    :func:`ppo_iteration` inside the loop :func:`run_on_policy` that TRPO shares.
 
     Parameters
     ----------
@@ -734,52 +914,20 @@ def train_ppo(config: PPOConfig, seed: int, *, device: str | torch.device = "cpu
     PPOResult
         ``log.episodes[i].env_steps`` counts transitions (next-step autoreset steps left out).
     """
-    started = time.perf_counter()
-    clock = clock if clock is not None else (lambda: time.perf_counter() - started)
-    device = torch.device(device)
-    envs = make_envs(config.env_id, config.num_envs)
-    policy = make_actor_critic(envs.single_observation_space, envs.single_action_space, config.hidden_sizes,
-                               generator=torch.Generator().manual_seed(seed), orthogonal_init=config.orthogonal_init,
-                               state_dependent_std=config.state_dependent_std,
-                               log_std_init=config.log_std_init).to(device)
-    optimizer = make_optimizer(policy, config)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    state = reset_ppo_envs(envs, config, seed, device)
-    log, updates, env_steps = TrainingLog(), [], 0
-    with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
-              desc=f"PPO {config.env_id}") as bar:
-        for update in range(config.num_updates):
-            lr = linear_schedule(config.lr, update, config.num_updates) if config.anneal_lr else config.lr
-            optimizer.param_groups[0]["lr"] = lr
-            clip_eps = (linear_schedule(config.clip_eps, update, config.num_updates) if config.anneal_clip_eps
-                        else config.clip_eps)
-            rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator, config.clip_actions)
-            steps_per_row = rollout.valid.sum(dim=1).cumsum(0).tolist()  # transitions up to and including row t
-            for episode in episodes:
-                record = EpisodeRecord(env_steps + steps_per_row[episode.step], episode.episode_return,
-                                       episode.length, clock())
-                log.episodes.append(record)
-                if on_episode is not None:
-                    on_episode(record)
-            env_steps += steps_per_row[-1]
-            adv, returns = rollout_advantages(rollout, config.gamma, config.gae_lambda, config.use_gae)
-            batch = flatten_rollout(rollout, adv, returns, config.normalize_adv)
-            stats = ppo_update(policy, optimizer, batch, config, generator, clip_eps)
-            updates.append(stats)
-            log.updates.append(UpdateRecord(env_steps, stats.policy_loss, stats.value_loss, stats.entropy,
-                                            stats.explained_variance))
-            bar.update(config.batch_size)
-            if progress:
-                bar.set_postfix(mean_return=f"{log.mean_return(window):.1f}", refresh=False)
-            if target_return is not None and len(log.episodes) >= window and log.mean_return(window) >= target_return:
-                break
-    envs.close()
-    return PPOResult(policy, log, updates, state.obs_rms)
+    setup = start_on_policy(config, seed, device, reset_ppo_envs, clock, state_dependent_std=config.state_dependent_std)
+    optimizer = make_optimizer(setup.policy, config)
+    log, updates = run_on_policy("PPO", config, setup,
+                                 functools.partial(ppo_iteration, setup.policy, optimizer, config, setup.generator),
+                                 progress=progress, on_episode=on_episode, target_return=target_return, window=window)
+    return PPOResult(setup.policy, log, updates, setup.state.obs_rms)
 
 
 __all__ = [
     "PENDULUM",
     "Batch",
+    "FusedAdam",
+    "OnPolicyConfig",
+    "OnPolicySetup",
     "PPOConfig",
     "PPOEnvState",
     "PPOResult",
@@ -798,9 +946,12 @@ __all__ = [
     "make_optimizer",
     "normalize_advantages",
     "policy_loss",
+    "ppo_iteration",
     "ppo_update",
     "reset_ppo_envs",
     "rollout_advantages",
+    "run_on_policy",
+    "start_on_policy",
     "train_ppo",
     "value_loss",
 ]

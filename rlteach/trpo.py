@@ -42,8 +42,8 @@ autoreset steps left out, local generators only.
 
 from __future__ import annotations
 
+import functools
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -52,21 +52,21 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from rlteach._validate import positive_int, positive_number, unit_interval
 from rlteach.actor_critic import EpisodeRecord, TrainingLog, UpdateRecord, explained_variance
 from rlteach.natural_gradient import HessianVectorProduct, flat_grad, natural_gradient_step
-from rlteach.policies import CategoricalActorCritic, GaussianActorCritic, make_actor_critic
+from rlteach.policies import CategoricalActorCritic, GaussianActorCritic
 from rlteach.ppo import (
     Batch,
     PPOEnvState,
     RewardScaler,
+    Rollout,
     RunningMeanStd,
-    collect_rollout,
     flatten_rollout,
-    make_envs,
     rollout_advantages,
+    run_on_policy,
+    start_on_policy,
 )
 
 Policy = CategoricalActorCritic | GaussianActorCritic
@@ -85,6 +85,7 @@ __all__ = [
     "reset_trpo_envs",
     "surrogate",
     "train_trpo",
+    "trpo_iteration",
     "trpo_update",
 ]
 
@@ -485,6 +486,16 @@ class TRPOResult(NamedTuple):
     obs_rms: RunningMeanStd | None  # the statistics the policy's inputs were normalised with
 
 
+def trpo_iteration(policy: Policy, vf_optimizer: torch.optim.Optimizer, config: TRPOConfig, generator: torch.Generator,
+                   update: int, rollout: Rollout, env_steps: int) -> tuple[TRPOStats, UpdateRecord]:
+    """One TRPO improvement on a rollout: GAE and λ-returns, flatten (advantages standardised), :func:`trpo_update`."""
+    adv, returns = rollout_advantages(rollout, config.gamma, config.gae_lambda)
+    batch = flatten_rollout(rollout, adv, returns, config.normalize_adv)
+    stats = trpo_update(policy, vf_optimizer, batch, config, generator)
+    return stats, UpdateRecord(env_steps, -stats.surrogate_improvement, stats.value_loss, stats.entropy,
+                               stats.explained_variance)
+
+
 def train_trpo(config: TRPOConfig, seed: int, *, device: str | torch.device = "cpu", progress: bool = True,
                clock: Callable[[], float] | None = None, on_episode: Callable[[EpisodeRecord], None] | None = None,
                target_return: float | None = None, window: int = 100) -> TRPOResult:
@@ -517,39 +528,9 @@ def train_trpo(config: TRPOConfig, seed: int, *, device: str | torch.device = "c
     TRPOResult
         ``log.episodes[i].env_steps`` counts transitions (next-step autoreset steps left out).
     """
-    started = time.perf_counter()
-    clock = clock if clock is not None else (lambda: time.perf_counter() - started)
-    device = torch.device(device)
-    envs = make_envs(config.env_id, config.num_envs)
-    policy = make_actor_critic(envs.single_observation_space, envs.single_action_space, config.hidden_sizes,
-                               generator=torch.Generator().manual_seed(seed), orthogonal_init=config.orthogonal_init,
-                               log_std_init=config.log_std_init).to(device)
-    vf_optimizer = torch.optim.Adam(policy.critic.parameters(), lr=config.vf_lr)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    state = reset_trpo_envs(envs, config, seed, device)
-    log, updates, env_steps = TrainingLog(), [], 0
-    with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
-              desc=f"TRPO {config.env_id}") as bar:
-        for _ in range(config.num_updates):
-            rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator, config.clip_actions)
-            steps_per_row = rollout.valid.sum(dim=1).cumsum(0).tolist()  # transitions up to and including row t
-            for episode in episodes:
-                record = EpisodeRecord(env_steps + steps_per_row[episode.step], episode.episode_return,
-                                       episode.length, clock())
-                log.episodes.append(record)
-                if on_episode is not None:
-                    on_episode(record)
-            env_steps += steps_per_row[-1]
-            adv, returns = rollout_advantages(rollout, config.gamma, config.gae_lambda)
-            batch = flatten_rollout(rollout, adv, returns, config.normalize_adv)
-            stats = trpo_update(policy, vf_optimizer, batch, config, generator)
-            updates.append(stats)
-            log.updates.append(UpdateRecord(env_steps, -stats.surrogate_improvement, stats.value_loss, stats.entropy,
-                                            stats.explained_variance))
-            bar.update(config.batch_size)
-            if progress:
-                bar.set_postfix(mean_return=f"{log.mean_return(window):.1f}", refresh=False)
-            if target_return is not None and len(log.episodes) >= window and log.mean_return(window) >= target_return:
-                break
-    envs.close()
-    return TRPOResult(policy, log, updates, state.obs_rms)
+    setup = start_on_policy(config, seed, device, reset_trpo_envs, clock)
+    vf_optimizer = torch.optim.Adam(setup.policy.critic.parameters(), lr=config.vf_lr)
+    log, updates = run_on_policy("TRPO", config, setup,
+                                 functools.partial(trpo_iteration, setup.policy, vf_optimizer, config, setup.generator),
+                                 progress=progress, on_episode=on_episode, target_return=target_return, window=window)
+    return TRPOResult(setup.policy, log, updates, setup.state.obs_rms)

@@ -24,6 +24,7 @@ from rlteach.policies import (
 from rlteach.ppo import (
     PENDULUM,
     Batch,
+    FusedAdam,
     PPOConfig,
     RewardScaler,
     Rollout,
@@ -260,6 +261,26 @@ def test_minibatches_are_shuffled_from_the_generator_only_when_asked(gen):
         results[shuffle] = (torch.equal(generator.get_state(), state), torch.cat([p.detach().reshape(-1) for p in policy.parameters()]))
     assert results[True][0] is False and results[False][0] is True
     assert float((results[True][1] - results[False][1]).abs().max()) > 1e-6
+
+
+def test_fused_adam_matches_torch_adam_bit_for_bit():
+    """FusedAdam = torch.optim.Adam(fused=True) to the last bit, with an annealed lr and steps where
+    a parameter has no gradient (it keeps its moments and step count); make_optimizer returns it on the CPU."""
+    a = small_policy()
+    b = small_policy()
+    ours, theirs = FusedAdam(a.parameters(), lr=1e-3, eps=1e-5), torch.optim.Adam(b.parameters(), lr=1e-3, eps=1e-5,
+                                                                                  fused=True)
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    for k in range(30):
+        for net, optimizer in ((a, ours), (b, theirs)):
+            optimizer.param_groups[0]["lr"] = 1e-3 * (1 - k / 30)
+            optimizer.zero_grad(set_to_none=True)
+            loss = net.value(x).sin().sum() if k % 7 == 3 else net.dist(x)[0].pow(2).sum() + net.value(x).sum()
+            loss.backward()
+            optimizer.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    assert isinstance(make_optimizer(a, PPOConfig()), FusedAdam)
 
 
 def test_adam_uses_the_configured_eps_and_the_lr_anneals_linearly_to_zero():

@@ -6,11 +6,13 @@ A few small data functions (:func:`prox_field`, :func:`prox_scene`, :func:`level
 :func:`set_outline`, :func:`step_comparison`, :func:`sent_to_zero`, :func:`histogram_view`;
 for lecture 03 :func:`trust_region_scene`, :func:`gaussian_kl_scene`, :func:`bimodal_fit_scene`,
 :func:`simplex_ball_scene`, :func:`mirror_step_scene`, :func:`level_grid_of`; for lecture 04
-:func:`advantage_tradeoff`, :func:`rolling_mean`) prepare the arrays
+:func:`advantage_tradeoff`, :func:`rolling_mean`; for lecture 06 :func:`ppo_clip_scene`,
+:func:`flat_intervals`) prepare the arrays
 a figure needs, calling :mod:`rlteach.prox`, :mod:`rlteach.trust_region`, :mod:`rlteach.kl` and :mod:`rlteach.advantages`
 for the math, and the readouts (:func:`prox_readout`, :func:`explorer_title`,
 :func:`trust_region_readout`, :func:`kl_direction_readout`, :func:`simplex_ball_readout`,
-:func:`mirror_readout`, :func:`advantage_readout`, :func:`format_number`) turn results into text; they return arrays or
+:func:`mirror_readout`, :func:`advantage_readout`, :func:`ppo_clip_readout`, :func:`clip_branch`,
+:func:`format_number`) turn results into text; they return arrays or
 strings and draw nothing."""
 
 from __future__ import annotations
@@ -1561,3 +1563,147 @@ def draw_learning_curves(ax: Axes, curves: Mapping[str, tuple[np.ndarray, np.nda
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return ax
+
+
+# ----------------------------------------------------------------------------------------
+# Lecture 06: PPO's clipped surrogate against the ratio
+# ----------------------------------------------------------------------------------------
+
+
+class ClipScene(NamedTuple):
+    r"""One sample's surrogates as functions of its ratio r, for a fixed advantage Â and ε.
+
+    Computed by :func:`ppo_clip_scene` with :func:`rlteach.ppo.cpi_objective` and
+    :func:`rlteach.ppo.clip_objective`; ``grad`` is autograd's derivative of the latter.
+    """
+
+    ratio: np.ndarray  # (K,) the ratios r at which everything is evaluated
+    adv: float  # Â
+    clip_eps: float  # ε
+    cpi: np.ndarray  # (K,) r·Â, the sample's L^CPI
+    clipped: np.ndarray  # (K,) clip(r, 1 − ε, 1 + ε)·Â, the second term of the min
+    clip: np.ndarray  # (K,) min(r·Â, clip(r, 1 − ε, 1 + ε)·Â), the sample's L^CLIP
+    grad: np.ndarray  # (K,) dL^CLIP/dr
+    flat: np.ndarray  # (K,) bool: dL^CLIP/dr = 0 (no incentive to move r further)
+
+
+def ppo_clip_scene(adv: float, clip_eps: float, *, ratio: Sequence[float] | np.ndarray | None = None,
+                   r_max: float = 2.0, num: int = 401) -> ClipScene:
+    r"""L^CPI, the clipped term, L^CLIP and dL^CLIP/dr of one sample over a range of ratios.
+
+    .. math:: L^{CPI}(r) = r\hat A,\qquad
+              L^{CLIP}(r) = \min\big(r\hat A,\ \mathrm{clip}(r, 1-\epsilon, 1+\epsilon)\hat A\big)
+
+    The values come from :func:`rlteach.ppo.cpi_objective` and :func:`rlteach.ppo.clip_objective`
+    (float64), the derivative from autograd through the latter. For Â > 0 the derivative is 0
+    for r > 1 + ε, for Â < 0 it is 0 for r < 1 − ε, and it is Â elsewhere (at a kink, r = 1 ± ε,
+    autograd returns one of the one-sided values).
+
+    Parameters
+    ----------
+    adv : float
+        Â, nonzero.
+    clip_eps : float
+        ε > 0.
+    ratio : array, shape (K,), optional
+        The ratios, each ≥ 0; by default ``num`` points evenly spaced on [0, ``r_max``].
+
+    Returns
+    -------
+    ClipScene
+    """
+    from rlteach import ppo  # here, not at the top: the lectures before PPO import viz without it
+
+    if not (math.isfinite(float(adv)) and float(adv) != 0.0):
+        raise ValueError(f"adv must be a finite nonzero advantage, got {adv}")
+    if not (math.isfinite(float(clip_eps)) and float(clip_eps) > 0.0):
+        raise ValueError(f"clip_eps must be a finite ε > 0, got {clip_eps}")
+    grid = np.linspace(0.0, float(r_max), int(num)) if ratio is None else np.asarray(ratio, dtype=np.float64).ravel()
+    if grid.size == 0 or bool((grid < 0).any()) or not bool(np.isfinite(grid).all()):
+        raise ValueError("ratio must be a nonempty array of finite ratios ≥ 0")
+    r = torch.tensor(grid, dtype=torch.float64, requires_grad=True)
+    a = torch.full_like(r, float(adv))
+    clip = ppo.clip_objective(r, a, float(clip_eps))
+    (grad,) = torch.autograd.grad(clip.sum(), r)
+    with torch.no_grad():
+        cpi = ppo.cpi_objective(r, a)
+        clipped = ppo.cpi_objective(r.clamp(1.0 - clip_eps, 1.0 + clip_eps), a)  # clip(r)·Â
+    grad_np = grad.numpy()
+    return ClipScene(grid, float(adv), float(clip_eps), cpi.numpy(), clipped.numpy(), clip.detach().numpy(),
+                     grad_np, grad_np == 0.0)
+
+
+def flat_intervals(ratio: np.ndarray, flat: np.ndarray) -> list[tuple[float, float]]:
+    """The runs of consecutive ``flat`` grid points as (first r, last r) pairs, in order."""
+    runs: list[tuple[float, float]] = []
+    start: int | None = None
+    for i, is_flat in enumerate(np.asarray(flat, dtype=bool)):
+        if is_flat and start is None:
+            start = i
+        if start is not None and (not is_flat or i == len(flat) - 1):
+            end = i if is_flat else i - 1
+            runs.append((float(ratio[start]), float(ratio[end])))
+            start = None
+    return runs
+
+
+def clip_branch(scene: ClipScene, i: int) -> str:
+    """Which term the min of L^CLIP takes at grid point ``i``: ``"both"`` (they are equal),
+    ``"clipped"`` or ``"unclipped"``."""
+    if scene.cpi[i] == scene.clipped[i]:
+        return "both"
+    return "clipped" if scene.clipped[i] < scene.cpi[i] else "unclipped"
+
+
+def draw_ppo_clip(ax: Axes, scene: ClipScene, *, marker: float | None = None, title: str | None = None,
+                  legend: bool = True) -> Axes:
+    """L^CPI (dashed), the clipped term (dotted) and their minimum L^CLIP (thick) against r.
+
+    The region where dL^CLIP/dr = 0 is shaded grey, the gap L^CPI − L^CLIP (what the pessimistic
+    min gives up) is filled red, and 1 − ε, 1, 1 + ε are marked. ``marker`` puts a dot on both
+    surrogates at that r (evaluated exactly, not read off the grid). The default title states
+    where the gradient vanishes.
+    """
+    r = scene.ratio
+    lo, hi = 1.0 - scene.clip_eps, 1.0 + scene.clip_eps
+    for k, (a, b) in enumerate(flat_intervals(r, scene.flat)):
+        ax.axvspan(a, b, color="0.85", zorder=0, label=r"$dL^{CLIP}/dr = 0$ (no gradient)" if k == 0 else None)
+    ax.fill_between(r, scene.clip, scene.cpi, where=scene.cpi > scene.clip, color="tab:red", alpha=0.2,
+                    label=r"$L^{CPI} - L^{CLIP}$ (given up by the min)")
+    ax.plot(r, scene.cpi, "--", color="0.3", label=r"$L^{CPI} = r\hat{A}$")
+    ax.plot(r, scene.clipped, ":", color="tab:orange", linewidth=2, label=r"clip$(r, 1-\epsilon, 1+\epsilon)\,\hat{A}$")
+    ax.plot(r, scene.clip, color="tab:blue", linewidth=2.5, label=r"$L^{CLIP}$ = min of the two")
+    for x in (lo, hi):
+        ax.axvline(x, color="tab:green", linewidth=1)
+    ax.axvline(1.0, color="0.5", linewidth=0.8, linestyle="-.")
+    if marker is not None:
+        point = ppo_clip_scene(scene.adv, scene.clip_eps, ratio=[marker])
+        ax.plot([marker], [point.cpi[0]], "o", color="0.3", markersize=7)
+        ax.plot([marker], [point.clip[0]], "o", color="tab:blue", markersize=9, markeredgecolor="black")
+    ax.set_xlim(float(r[0]), float(r[-1]))
+    ax.set_xlabel(f"ratio r = π_θ(a|s) / π_old(a|s)   (green: 1 − ε = {lo:.2f}, 1 + ε = {hi:.2f})")
+    ax.set_ylabel("objective of one sample")
+    if title is None:
+        where = f"r > 1 + ε = {hi:.2f}" if scene.adv > 0 else f"r < 1 − ε = {lo:.2f}"
+        title = f"Â = {scene.adv:+g}: " + r"$L^{CLIP}$" + f" is flat (zero gradient) for {where}"
+    ax.set_title(title, fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    if legend:
+        ax.legend(fontsize="small", loc="upper left" if scene.adv > 0 else "upper right")
+    return ax
+
+
+def ppo_clip_readout(scenes: Sequence[ClipScene], ratio: float) -> str:
+    """An HTML table of both surrogates, their slopes and the branch the min takes at ``ratio``,
+    one row per scene (advantage), with the interval where L^CLIP is flat."""
+    rows = []
+    for scene in scenes:
+        point = ppo_clip_scene(scene.adv, scene.clip_eps, ratio=[ratio])
+        flat = ", ".join(f"[{a:.3f}, {b:.3f}]" for a, b in flat_intervals(scene.ratio, scene.flat)) or "none"
+        rows.append(f"<tr><td>Â = {scene.adv:+g}</td><td>{point.cpi[0]:+.3f}</td><td>{point.clip[0]:+.3f}</td>"
+                    f"<td>{point.cpi[0] - point.clip[0]:.3f}</td><td>{scene.adv:+g}</td><td>{point.grad[0]:+g}</td>"
+                    f"<td>{clip_branch(point, 0)}</td><td>{flat}</td></tr>")
+    eps = scenes[0].clip_eps if scenes else float("nan")
+    return (f"<b>r = {ratio:.2f}, ε = {eps:.2f}</b> (clip range [{1 - eps:.2f}, {1 + eps:.2f}])"
+            "<table><tr><th></th><th>L^CPI</th><th>L^CLIP</th><th>gap</th><th>dL^CPI/dr</th><th>dL^CLIP/dr</th>"
+            "<th>the min takes</th><th>flat on the grid</th></tr>" + "".join(rows) + "</table>")

@@ -24,6 +24,7 @@ from rlteach.importance import (
 from rlteach.viz import (
     AdvantageTradeoff,
     BimodalFitScene,
+    ClipScene,
     GaussianKLScene,
     MirrorStepScene,
     ProxScene,
@@ -38,6 +39,7 @@ from rlteach.viz import (
     draw_gaussian_kl,
     draw_is_experiment,
     draw_mirror_step,
+    draw_ppo_clip,
     draw_prox_scene,
     draw_simplex_balls,
     draw_step_comparison,
@@ -48,6 +50,8 @@ from rlteach.viz import (
     kl_direction_readout,
     mirror_readout,
     mirror_step_scene,
+    ppo_clip_readout,
+    ppo_clip_scene,
     prox_readout,
     prox_scene,
     simplex_ball_readout,
@@ -513,3 +517,57 @@ class AdvantageExplorer:
     def widget(self) -> widgets.Widget:
         return widgets.VBox([widgets.HBox([self.critic_dropdown, self.lambda_slider, self.n_slider]), self.readout,
                              self.output])
+
+
+@dataclass
+class PPOClipExplorer:
+    """PPO's clipped surrogate of one sample against its ratio r, for Â > 0 and Â < 0 side by side.
+
+    A slider for ε and one for a marked ratio r. Every change recomputes both
+    :class:`~rlteach.viz.ClipScene` (:func:`~rlteach.viz.ppo_clip_scene`) and redraws them with
+    :func:`~rlteach.viz.draw_ppo_clip`: L^CPI, the clipped term, their min L^CLIP, the grey
+    region where dL^CLIP/dr = 0 and the red gap L^CPI − L^CLIP. The readout
+    (:func:`~rlteach.viz.ppo_clip_readout`) gives, at the marked r, both surrogates, both slopes
+    and which term the min takes. The r slider's grid (0.03 + 0.05 k) never lands on a kink
+    1 ± ε of the ε slider's grid (multiples of 0.05).
+    """
+
+    clip_eps: float = 0.2  # ε in [0.05, 0.5]
+    ratio: float = 1.33  # the marked r in [0.03, 1.98]
+    adv: float = 1.0  # |Â|; the panels show +adv and −adv
+    r_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.clip_eps <= 0.5:
+            raise ValueError(f"clip_eps must lie in [0.05, 0.5] (the slider's range), got {self.clip_eps}")
+        if not 0.03 <= self.ratio <= 1.98:
+            raise ValueError(f"ratio must lie in [0.03, 1.98] (the slider's range), got {self.ratio}")
+        if not (math.isfinite(self.adv) and self.adv > 0):
+            raise ValueError(f"adv must be a finite |Â| > 0, got {self.adv}")
+        self.eps_slider = widgets.FloatSlider(value=self.clip_eps, min=0.05, max=0.5, step=0.05, description="ε",
+                                              readout_format=".2f", continuous_update=True)
+        self.ratio_slider = widgets.FloatSlider(value=self.ratio, min=0.03, max=1.98, step=0.05, description="r",
+                                                readout_format=".2f", continuous_update=True)
+        self.readout = widgets.HTML()
+        self.output = widgets.Output()
+        self.figure = Figure(figsize=(12, 4.6))
+        self.scenes: tuple[ClipScene, ClipScene] | None = None
+        for slider in (self.eps_slider, self.ratio_slider):
+            slider.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def update(self) -> tuple[ClipScene, ClipScene]:
+        """Recompute both scenes for the sliders' values and redraw the figure and the readout."""
+        eps, ratio = float(self.eps_slider.value), float(self.ratio_slider.value)
+        self.scenes = (ppo_clip_scene(self.adv, eps, r_max=self.r_max), ppo_clip_scene(-self.adv, eps, r_max=self.r_max))
+        self.figure.clear()
+        for ax, scene in zip(self.figure.subplots(1, 2), self.scenes, strict=True):
+            draw_ppo_clip(ax, scene, marker=ratio)
+        self.figure.tight_layout()
+        self.readout.value = ppo_clip_readout(self.scenes, ratio)
+        _show(self.output, self.figure)
+        return self.scenes
+
+    def widget(self) -> widgets.Widget:
+        """The sliders and the readout above the figure, ready to display."""
+        return widgets.VBox([widgets.HBox([self.eps_slider, self.ratio_slider]), self.readout, self.output])

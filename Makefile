@@ -12,16 +12,17 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Cached bytecode saves seconds on every test run (some shells turn it off).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench bench-peers student-edition help
+.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench bench-peers bench-ablation student-edition help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
 	@echo "make test       set up, then run the whole test suite"
-	@echo "make test-fast  the library, harness and preprocessor tests alone (about a minute)"
+	@echo "make test-fast  the library, harness and preprocessor tests alone (under 30 s)"
 	@echo "make lint       ruff and mypy"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      time every notebook and one autograde per assignment"
 	@echo "make bench-peers  race rlteach's PPO against Stable-Baselines3 (own venv: .venv-bench)"
+	@echo "make bench-ablation  PPO on CartPole with each implementation detail switched in turn (long: ~30 min)"
 	@echo "make student-edition  what students receive: build/student/rlteach-course/ and its .zip"
 
 setup: $(STAMP)
@@ -56,8 +57,9 @@ course: setup
 	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(PORT) $(AS_ROOT) --ServerApp.root_dir=$(CURDIR) \
 		--LabApp.default_url=/lab/tree/lectures
 
+# Two worker processes, each taking whole test files (fixtures that grade a class are built once).
 test: setup browser postgres sandbox lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # ruff and mypy, configured in pyproject.toml.
 lint: setup
@@ -66,8 +68,9 @@ lint: setup
 
 # The modules below hold only notebook, server and browser tests: not even imported here.
 SERVER_TESTS := browser course_command gradebook_postgres grading_robustness grading_pipeline selfcheck sandbox
+# Two worker processes (pytest-xdist), one torch thread each (tests/conftest.py).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not notebooks and not slow" $(foreach t,$(SERVER_TESTS),--ignore=tests/test_$(t).py)
+	$(BIN)/python -m pytest -q -n 2 -m "not notebooks and not slow" $(foreach t,$(SERVER_TESTS),--ignore=tests/test_$(t).py)
 
 exercises: setup
 	$(BIN)/python scripts/clean_notebooks.py lectures solutions
@@ -93,6 +96,12 @@ $(BENCH_STAMP): pyproject.toml constraints.txt
 
 bench-peers: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/peers.py --algo $(BENCH_ALGO) --seeds $(BENCH_SEEDS)
+
+# PPO's implementation details on CartPole-v1, one switched per row: BENCH_SEEDS seeds,
+# BENCH_JOBS worker processes (one torch thread each).
+BENCH_JOBS ?= 1
+bench-ablation: setup
+	$(BIN)/python benchmarks/ppo_ablation.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS)
 
 # What students receive (scripts/student_edition.py): build/student/rlteach-course/ and .zip.
 student-edition: setup

@@ -96,7 +96,8 @@ def _readable() -> list[Path]:
     return sorted(paths)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (it may belong to another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -117,7 +118,7 @@ def remove_orphaned_cgroups(parent: Path) -> list[Path]:
     removed = []
     for group in parent.glob("rlteach-*-*"):
         owner = group.name.split("-")[1]
-        if owner.isdigit() and not _alive(int(owner)) and os.access(group, os.W_OK):
+        if owner.isdigit() and not process_alive(int(owner)) and os.access(group, os.W_OK):
             remove_cgroup(group)
             if not group.exists():
                 removed.append(group)

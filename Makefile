@@ -68,9 +68,18 @@ lint: setup
 
 # The modules below hold only notebook, server and browser tests: not even imported here.
 SERVER_TESTS := browser course_command gradebook_postgres grading_robustness grading_pipeline selfcheck sandbox
-# Two worker processes (pytest-xdist), one torch thread each (tests/conftest.py).
+# Two pytest processes side by side, one torch thread each (tests/conftest.py): the grading modules
+# (which import nbgrader and nbformat, seconds before the first test) and the library modules.
+# Unlike pytest-xdist's workers, each process imports only its own half.
+GRADING_FAST := autograde grading student_edition notebooks seal similarity
+FAST := -q -p no:cacheprovider -p no:xdist -p no:anyio -m "not notebooks and not slow"
+.PHONY: test-fast-grading test-fast-library
 test-fast: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not notebooks and not slow" $(foreach t,$(SERVER_TESTS),--ignore=tests/test_$(t).py)
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-fast-grading test-fast-library
+test-fast-grading:
+	$(BIN)/python -m pytest $(FAST) $(foreach t,$(GRADING_FAST),tests/test_$(t).py)
+test-fast-library:
+	$(BIN)/python -m pytest $(FAST) $(foreach t,$(SERVER_TESTS) $(GRADING_FAST),--ignore=tests/test_$(t).py)
 
 exercises: setup
 	$(BIN)/python scripts/clean_notebooks.py lectures solutions

@@ -422,6 +422,7 @@ def test_make_vector_env_refuses_continuous_actions():
 # --------------------------------------------------------------------- A2C: the training loop
 
 
+@pytest.mark.slow  # trains: the slow tier
 def test_train_a2c_is_seeded_and_logs_what_it_reports():
     """Two runs with seed 3 give the same episodes and weights; env_steps grow; the callback sees every record."""
     config = A2CConfig(num_envs=4, num_steps=8, total_steps=640)

@@ -443,6 +443,7 @@ def test_config_checks_and_derived_sizes():
         config.lr = 1.0  # type: ignore[misc]
 
 
+@pytest.mark.slow  # trains: the slow tier
 def test_training_is_seeded():
     """Same seed, same episodes and parameters; another seed, other episodes."""
     config = PPOConfig(num_envs=4, num_steps=16, total_steps=1024, update_epochs=2)
@@ -453,6 +454,7 @@ def test_training_is_seeded():
     assert a.log.returns != c.log.returns
 
 
+@pytest.mark.slow  # trains: the slow tier
 def test_a_short_seeded_cartpole_run_learns():
     """4096 steps of the default config (16 updates), seed 1, one thread: the numbers measured when it was written.
 

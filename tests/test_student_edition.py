@@ -144,6 +144,7 @@ def readable(name: str, data: bytes) -> str:
     return text
 
 
+@pytest.mark.slow  # reads every file of the edition: the slow tier
 @pytest.mark.parametrize("where", ["folder", "zip"])
 def test_no_hidden_test_or_solution_code_anywhere(edition, where):
     texts = {name: readable(name, data) for name, data in
@@ -285,6 +286,7 @@ def course_copy(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.slow  # reads every file of the edition: the slow tier
 def test_the_build_refuses_an_exercise_that_gives_a_hidden_test_away(course_copy, tmp_path):
     _, hidden, _ = answers_and_hidden_tests()
     path = course_copy / "exercises" / A / f"{A}.ipynb"

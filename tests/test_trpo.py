@@ -281,6 +281,7 @@ def test_config_checks_and_derived_sizes():
         config.max_kl = 1.0  # type: ignore[misc]
 
 
+@pytest.mark.slow  # trains: the slow tier
 def test_the_kl_after_every_accepted_update_is_within_delta():
     """A seeded CartPole run of 12 updates: each kept step has 0 < KL ≤ δ, and most are kept."""
     config = TRPOConfig(num_envs=4, num_steps=64, total_steps=12 * 256)
@@ -291,6 +292,7 @@ def test_the_kl_after_every_accepted_update_is_within_delta():
     assert all(u.kl == 0.0 and u.step_fraction == 0.0 for u in result.updates if not u.accepted)
 
 
+@pytest.mark.slow  # trains: the slow tier
 def test_the_gaussian_path_trains_on_pendulum():
     """Two updates of the Pendulum preset: a Gaussian policy, steps within δ, log σ moved."""
     config = dataclasses.replace(PENDULUM, num_envs=2, num_steps=200, total_steps=800)
@@ -301,6 +303,7 @@ def test_the_gaussian_path_trains_on_pendulum():
     assert [e.length for e in result.log.episodes] == [200, 200, 200, 200]
 
 
+@pytest.mark.slow  # trains: the slow tier
 def test_training_is_seeded():
     """Same seed, same episodes and parameters; another seed, other episodes."""
     config = TRPOConfig(num_envs=4, num_steps=32, total_steps=640)

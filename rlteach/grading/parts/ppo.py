@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from rlteach import ppo
+from rlteach.grading.parts.trpo import _surrogate_batch
 from rlteach.grading.spec import Arguments, Case, Mistake, Part, Property, state_of
 from rlteach.policies import CategoricalActorCritic
 
@@ -39,29 +40,23 @@ def _randn(g: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
 # --------------------------------------------------------------------- 1. the policy loss
 
 
-def _loss_batch(g: torch.Generator, B: int, move: float = 0.3, adv_scale: float = 1.0) -> tuple[Tensor, ...]:
-    logp_old = -torch.rand(B, generator=g, dtype=F64) * 2.0 - 0.05
-    logp = logp_old + _randn(g, B, scale=move)
-    return logp, logp_old, _randn(g, B, scale=adv_scale)
-
-
 def _policy_loss_cases(seed: int, group: str) -> list[Case]:
     g = torch.Generator().manual_seed(seed)
     if group == "random":
-        return [Case("64 samples, a small policy change, ε = 0.2", (*_loss_batch(g, 64), 0.2)),
-                Case("256 samples, a larger change, ε = 0.1", (*_loss_batch(g, 256, move=1.0), 0.1)),
-                Case("10 samples, advantages of scale 5, ε = 0.3", (*_loss_batch(g, 10, adv_scale=5.0), 0.3))]
-    logp, logp_old, adv = _loss_batch(g, 32)
-    far, far_old, far_adv = _loss_batch(g, 16, move=6.0)
-    out = _loss_batch(g, 40, move=0.05)
+        return [Case("64 samples, a small policy change, ε = 0.2", (*_surrogate_batch(g, 64), 0.2)),
+                Case("256 samples, a larger change, ε = 0.1", (*_surrogate_batch(g, 256, move=1.0), 0.1)),
+                Case("10 samples, advantages of scale 5, ε = 0.3", (*_surrogate_batch(g, 10, adv_scale=5.0), 0.3))]
+    logp, logp_old, adv = _surrogate_batch(g, 32)
+    far, far_old, far_adv = _surrogate_batch(g, 16, move=6.0)
+    out = _surrogate_batch(g, 40, move=0.05)
     # every ratio outside [1 − ε, 1 + ε], half above and half below, advantages of both signs
     shift = torch.where(torch.arange(40) % 2 == 0, 0.5, -0.5).to(F64)
     return [Case("the new policy is the old one (every ratio 1)", (logp_old.clone(), logp_old, adv, 0.2)),
             Case("zero advantages", (logp, logp_old, torch.zeros_like(adv), 0.2)),
             Case("every ratio outside the clip, advantages of both signs", (out[1] + shift, out[1], out[2], 0.2)),
-            Case("a single sample", (*_loss_batch(g, 1), 0.2)),
+            Case("a single sample", (*_surrogate_batch(g, 1), 0.2)),
             Case("log-ratios of up to ±18", (far, far_old, far_adv, 0.2)),
-            Case("float32", (*(t.float() for t in _loss_batch(g, 24)), 0.2))]
+            Case("float32", (*(t.float() for t in _surrogate_batch(g, 24)), 0.2))]
 
 
 def _policy_loss_variant(logp: Tensor, logp_old: Tensor, adv: Tensor, clip_eps: float, *, pick: str = "min",

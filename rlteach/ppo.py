@@ -79,8 +79,9 @@ class PPOConfig:
     epochs, γ = 0.98, λ = 0.8, lr and ε annealed linearly from 1e-3 and 0.2): on the
     same sample budget as Stable-Baselines3 (seeds 1-5: a median of 65,124 steps to a
     100-episode mean of 475, against SB3's 65,416; seeds 1-10: 67,046 against 65,416) in
-    half its CPU time (0.50× and 0.49×) and 0.42× its wall time from process start over
-    seeds 1-10 (``benchmarks/peers.py``, one core of a shared 2-core AMD EPYC). Cheaper settings (16 environments × 16 steps, or 10
+    0.53× its wall time from process start over seeds 1-10 (24.6 s against 46.4 s;
+    ``benchmarks/peers.py --seeds 10``, both pinned to one core of a quiet 2-core AMD
+    EPYC). Cheaper settings (16 environments × 16 steps, or 10
     epochs, or hidden layers of 32) needed from 11 % to over 50 % more environment
     steps to a 100-episode mean of 475 on seeds 1-2.
     :data:`PENDULUM` holds settings for Pendulum-v1 (continuous actions).

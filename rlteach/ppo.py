@@ -836,7 +836,7 @@ def run_on_policy(name: str, config: OnPolicyConfig, setup: OnPolicySetup,
                   improve: Callable[[int, Rollout, int], tuple[StatsT, UpdateRecord]], *, progress: bool = True,
                   on_episode: Callable[[EpisodeRecord], None] | None = None, target_return: float | None = None,
                   window: int = 100) -> tuple[TrainingLog, list[StatsT]]:
-    """The loop that :func:`train_ppo` and :func:`rlteach.trpo.train_trpo` share; closes the environments.
+    """The loop that :func:`train_ppo` and :func:`rlteach.trpo.train_trpo` share; closes the environments (also on an error).
 
     For each of ``config.num_updates`` iterations k: collect N×T steps
     (:func:`collect_rollout`), log the episodes that ended, then
@@ -846,27 +846,29 @@ def run_on_policy(name: str, config: OnPolicyConfig, setup: OnPolicySetup,
     """
     envs, policy, generator, state, clock = setup
     log, updates, env_steps = TrainingLog(), [], 0
-    with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
-              desc=f"{name} {config.env_id}") as bar:
-        for k in range(config.num_updates):
-            rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator, config.clip_actions)
-            steps_per_row = rollout.valid.sum(dim=1).cumsum(0).tolist()  # transitions up to and including row t
-            for episode in episodes:
-                record = EpisodeRecord(env_steps + steps_per_row[episode.step], episode.episode_return,
-                                       episode.length, clock())
-                log.episodes.append(record)
-                if on_episode is not None:
-                    on_episode(record)
-            env_steps += steps_per_row[-1]
-            stats, update_record = improve(k, rollout, env_steps)
-            updates.append(stats)
-            log.updates.append(update_record)
-            bar.update(config.batch_size)
-            if progress:
-                bar.set_postfix(mean_return=f"{log.mean_return(window):.1f}", refresh=False)
-            if target_return is not None and len(log.episodes) >= window and log.mean_return(window) >= target_return:
-                break
-    envs.close()
+    try:
+        with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
+                  desc=f"{name} {config.env_id}") as bar:
+            for k in range(config.num_updates):
+                rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator, config.clip_actions)
+                steps_per_row = rollout.valid.sum(dim=1).cumsum(0).tolist()  # transitions up to and including row t
+                for episode in episodes:
+                    record = EpisodeRecord(env_steps + steps_per_row[episode.step], episode.episode_return,
+                                           episode.length, clock())
+                    log.episodes.append(record)
+                    if on_episode is not None:
+                        on_episode(record)
+                env_steps += steps_per_row[-1]
+                stats, update_record = improve(k, rollout, env_steps)
+                updates.append(stats)
+                log.updates.append(update_record)
+                bar.update(config.batch_size)
+                if progress:
+                    bar.set_postfix(mean_return=f"{log.mean_return(window):.1f}", refresh=False)
+                if target_return is not None and len(log.episodes) >= window and log.mean_return(window) >= target_return:
+                    break
+    finally:
+        envs.close()
     return log, updates
 
 

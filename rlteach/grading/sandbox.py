@@ -107,6 +107,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def cgroup_owner(group: Path) -> int | None:
+    """The PID of the grader that made a kernel cgroup ``rlteach-<pid>-<token>`` (None: another name)."""
+    owner = group.name.split("-")[1] if group.name.count("-") >= 2 else ""
+    return int(owner) if owner.isdigit() else None
+
+
 def remove_orphaned_cgroups(parent: Path) -> list[Path]:
     """Empty and remove the kernel cgroups under ``parent`` whose grader has died.
 
@@ -117,8 +123,8 @@ def remove_orphaned_cgroups(parent: Path) -> list[Path]:
     """
     removed = []
     for group in parent.glob("rlteach-*-*"):
-        owner = group.name.split("-")[1]
-        if owner.isdigit() and not process_alive(int(owner)) and os.access(group, os.W_OK):
+        owner = cgroup_owner(group)
+        if owner is not None and not process_alive(owner) and os.access(group, os.W_OK):
             remove_cgroup(group)
             if not group.exists():
                 removed.append(group)

@@ -77,6 +77,11 @@ def _advance(counter: Tensor, draws: int) -> Tensor:
     return counter + step
 
 
+def _zero(value: Tensor | float) -> bool:
+    """A parameter fixed at 0 (a randomised one, a tensor, never counts as zero)."""
+    return not isinstance(value, Tensor) and value == 0.0
+
+
 def _shr(z: Tensor, bits: int) -> Tensor:
     """Logical right shift of int64 bit patterns (torch's ``>>`` is arithmetic)."""
     return (z >> bits) & ((1 << (64 - bits)) - 1)
@@ -155,11 +160,20 @@ class BatchedEnv(ABC):
         n = num_envs
         self.state = torch.zeros(n, self.state_dim, device=self.device, dtype=dtype)
         self.steps = torch.zeros(n, dtype=torch.int64, device=self.device)
-        self.params = {k: torch.full((n,), v, device=self.device, dtype=dtype) for k, v in self.nominal.items()}
+        # a randomised parameter is a tensor (N,); the others stay Python numbers, cheaper in every step
+        self.coef: dict[str, Tensor | float] = {k: float(v) for k, v in self.nominal.items()}
+        for name in self.randomize:
+            self.coef[name] = torch.full((n,), float(self.nominal[name]), device=self.device, dtype=dtype)
         self._rng = torch.zeros(n, dtype=torch.int64, device=self.device)
         self._pending = torch.zeros(n, self.max_delay + 1, device=self.device, dtype=dtype)
         self._draws = self.state_dim + len(self.randomize)  # uniforms used by one reset
         self._ready = False
+
+    @property
+    def params(self) -> dict[str, Tensor]:
+        """Every physical parameter of every environment, tensors of shape (N,)."""
+        return {k: v if isinstance(v, Tensor) else torch.full((self.num_envs,), v, device=self.device, dtype=self.dtype)
+                for k, v in self.coef.items()}
 
     # -- random numbers -------------------------------------------------------------------
 
@@ -201,7 +215,7 @@ class BatchedEnv(ABC):
             value = low + (high - low) * u[:, self.state_dim + j]
             if name == "action_delay":  # a whole number of steps, uniform on low … high
                 value = (low + torch.floor((high - low + 1) * u[:, self.state_dim + j])).clamp(max=high)
-            self.params[name] = torch.where(ended, value, self.params[name])
+            self.coef[name] = torch.where(ended, value, self.coef[name])
         self.steps = torch.where(ended, 0, self.steps)
         self._pending = torch.where(ended.unsqueeze(1), 0.0, self._pending)
         self._rng = torch.where(ended, _advance(self._rng, self._draws), self._rng)
@@ -212,7 +226,8 @@ class BatchedEnv(ABC):
             return obs
         u = self._uniforms(2 * self.obs_dim)
         self._rng = _advance(self._rng, 2 * self.obs_dim)
-        return obs + self.params["obs_noise"].unsqueeze(1) * self._normals(u)
+        noise = self.coef["obs_noise"]
+        return obs + (noise.unsqueeze(1) if isinstance(noise, Tensor) else noise) * self._normals(u)
 
     # -- stepping ---------------------------------------------------------------------------
 
@@ -221,7 +236,7 @@ class BatchedEnv(ABC):
         if self.max_delay == 0:
             return command
         self._pending = torch.cat([self._pending[:, 1:], command.unsqueeze(1)], dim=1)
-        lag = self.params["action_delay"].long().clamp(0, self.max_delay)
+        lag = torch.as_tensor(self.coef["action_delay"], device=self.device).long().clamp(0, self.max_delay).expand(self.num_envs)
         return self._pending.gather(1, (self.max_delay - lag).unsqueeze(1)).squeeze(1)
 
     def step(self, action: Tensor) -> BatchedStep:
@@ -235,6 +250,8 @@ class BatchedEnv(ABC):
         ended = terminated | truncated
         self.state = new_state
         final_obs = self._noisy(self._observe(new_state))
+        if self.device.type == "cpu" and not bool(ended.any()):  # nothing to reset (a free check on the CPU)
+            return BatchedStep(final_obs, reward, terminated, truncated, final_obs)
         self._restart(ended)
         obs = torch.where(ended.unsqueeze(1), self._noisy(self._observe(self.state)), final_obs)
         return BatchedStep(obs, reward, terminated, truncated, final_obs)
@@ -294,11 +311,13 @@ class BatchedCartPole(BatchedEnv):
         return action.to(self.dtype) * 2.0 - 1.0  # ±1: push left or right
 
     def _dynamics(self, state: Tensor, command: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        p = self.params
+        p = self.coef
         x, x_dot, theta, theta_dot = state.unbind(1)
         total_mass = p["masscart"] + p["masspole"]
         polemass_length = p["masspole"] * p["length"]
-        force = command * 10.0 * p["gain"] - p["friction"] * x_dot  # F − μ ẋ
+        force = command * (10.0 * p["gain"])  # F = ±10 N · gain
+        if not _zero(p["friction"]):
+            force = force - p["friction"] * x_dot  # F − μ ẋ
         cos, sin = torch.cos(theta), torch.sin(theta)
         temp = (force + polemass_length * theta_dot.square() * sin) / total_mass
         theta_acc = (p["gravity"] * sin - cos * temp) / (
@@ -345,12 +364,14 @@ class BatchedPendulum(BatchedEnv):
         return action.reshape(self.num_envs).to(self.dtype).clamp(-self.max_torque, self.max_torque)
 
     def _dynamics(self, state: Tensor, command: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        p = self.params
+        p = self.coef
         theta, theta_dot = state.unbind(1)
         wrapped = torch.remainder(theta + math.pi, 2.0 * math.pi) - math.pi  # θ in [−π, π)
         cost = wrapped.square() + 0.1 * theta_dot.square() + 0.001 * command.square()
-        torque = p["gain"] * command - p["friction"] * theta_dot
-        acc = 3.0 * p["gravity"] / (2.0 * p["length"]) * torch.sin(theta) + 3.0 / (p["mass"] * p["length"].square()) * torque
+        torque = p["gain"] * command
+        if not _zero(p["friction"]):
+            torque = torque - p["friction"] * theta_dot  # g_a u − μ θ̇
+        acc = 3.0 * p["gravity"] / (2.0 * p["length"]) * torch.sin(theta) + 3.0 / (p["mass"] * p["length"] ** 2) * torque
         new_theta_dot = (theta_dot + acc * self.dt).clamp(-self.max_speed, self.max_speed)  # semi-implicit Euler
         new_state = torch.stack([theta + new_theta_dot * self.dt, new_theta_dot], dim=1)
         return new_state, -cost, torch.zeros_like(theta, dtype=torch.bool)

@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Cached bytecode saves seconds on every test run (some shells turn it off).
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench bench-peers bench-ablation student-edition help
+.PHONY: course test test-fast lint setup browser postgres sandbox exercises clean-notebooks bench bench-peers bench-ablation bench-rlhf student-edition help
 
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench      time every notebook and one autograde per assignment"
 	@echo "make bench-peers  race rlteach's PPO against Stable-Baselines3 (own venv: .venv-bench)"
 	@echo "make bench-ablation  PPO on CartPole with each implementation detail switched in turn (long: ~30 min)"
+	@echo "make bench-rlhf  RLHF on the enumerable token task over BENCH_SEEDS seeds: reward model, PPO, DPO (~1 min a seed)"
 	@echo "make student-edition  what students receive: build/student/rlteach-course/ and its .zip"
 
 setup: $(STAMP)
@@ -111,6 +112,11 @@ bench-peers: $(BENCH_STAMP)
 BENCH_JOBS ?= 1
 bench-ablation: setup
 	$(BIN)/python benchmarks/ppo_ablation.py --seeds $(BENCH_SEEDS) --jobs $(BENCH_JOBS)
+
+# RLHF (issue 14) on TokenTask(8, 4), seeds 0..BENCH_SEEDS-1: reward-model accuracy, exact KLs of PPO and DPO
+# to the closed-form optima, closed-form over-optimisation, seconds per stage.
+bench-rlhf: setup
+	$(BIN)/python benchmarks/rlhf.py --seeds $(BENCH_SEEDS)
 
 # What students receive (scripts/student_edition.py): build/student/rlteach-course/ and .zip.
 student-edition: setup

@@ -162,7 +162,16 @@ def ranking_pairs(ranking: Tensor) -> tuple[Tensor, Tensor]:
     -------
     chosen, rejected : Tensor of int64, shape (B, k(k-1)/2)
         Column indices: ``chosen[b, m]`` was ranked above ``rejected[b, m]``.
+
+    Raises
+    ------
+    TypeError
+        For a ranking that is not an int64 tensor.
+    ValueError
+        For a shape other than (B, k) with k ≥ 2.
     """
+    if not isinstance(ranking, Tensor) or ranking.dtype != torch.int64:
+        raise TypeError(f"ranking: expected an int64 tensor of indices, got {getattr(ranking, 'dtype', type(ranking).__name__)}")
     if ranking.dim() != 2 or ranking.shape[1] < 2:
         raise ValueError(f"ranking: expected shape (B, k) with k ≥ 2, got {tuple(ranking.shape)}")
     upper, lower = torch.triu_indices(ranking.shape[1], ranking.shape[1], offset=1, device=ranking.device)

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rlteach._validate import positive_int, positive_number, unit_interval
+from rlteach._validate import no_nan, positive_int, positive_number, unit_interval
 from rlteach.advantages import gae
 from rlteach.ppo import FusedAdam, linear_schedule, normalize_advantages, policy_loss, value_loss
 from rlteach.preferences import bradley_terry_loss, dpo_loss, pairwise_accuracy, sample_preferences
@@ -502,6 +502,7 @@ def train_reward_model(model: RewardModel, chosen: Tensor, rejected: Tensor, con
     model : RewardModel
         Trained in place.
     chosen, rejected : Tensor of int64, shape (P, L)
+        P ≥ 1 pairs of valid responses (:func:`response_mask`), else ``ValueError``.
     config : RewardModelConfig
     generator : torch.Generator
         Draws the shuffles.
@@ -513,6 +514,8 @@ def train_reward_model(model: RewardModel, chosen: Tensor, rejected: Tensor, con
     """
     if chosen.shape != rejected.shape:
         raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)}: mismatched shapes")
+    if chosen.dim() != 2 or chosen.shape[0] == 0:
+        raise ValueError(f"chosen {tuple(chosen.shape)}: expected (P, L) with P ≥ 1 preference pairs")
     response_mask(chosen, model.task), response_mask(rejected, model.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     losses = []
@@ -610,6 +613,12 @@ def kl_penalized_rewards(logp: Tensor, ref_logp: Tensor, score: Tensor, mask: Te
     -------
     Tensor, shape (B, L)
         0 outside the response.
+
+    Raises
+    ------
+    ValueError
+        For mismatched shapes, an empty batch or response, a mask that is not a prefix of
+        each row, NaN in ``logp``, ``ref_logp`` or ``score``, or β < 0.
     """
     beta = positive_number("beta", beta, allow_zero=True)
     if logp.shape != ref_logp.shape or logp.shape != mask.shape or logp.dim() != 2:
@@ -619,6 +628,9 @@ def kl_penalized_rewards(logp: Tensor, ref_logp: Tensor, score: Tensor, mask: Te
         raise ValueError(f"score {tuple(score.shape)}: expected ({logp.shape[0]},), one per response")
     if logp.shape[0] == 0 or not bool(mask[:, 0].all()):
         raise ValueError("every response needs at least one token (mask[:, 0] all True, B ≥ 1)")
+    if bool((mask[:, 1:].bool() & ~mask[:, :-1].bool()).any()):
+        raise ValueError("mask: each row must be True on a prefix (the response, then padding), as from response_mask")
+    no_nan(logp=logp, ref_logp=ref_logp, score=score)
     rewards = -beta * (logp.detach() - ref_logp.detach()) * mask  # −β log π/π_ref per token
     last = mask.sum(1) - 1
     return rewards.index_put((torch.arange(len(last), device=last.device), last), score.detach(), accumulate=True)
@@ -772,15 +784,20 @@ def optimal_policy_logp(ref_logp: Tensor, reward: Tensor, beta: float) -> Tensor
     beta = positive_number("beta", beta)
     if ref_logp.shape != reward.shape or ref_logp.dim() != 1 or ref_logp.numel() == 0:
         raise ValueError(f"ref_logp {tuple(ref_logp.shape)} and reward {tuple(reward.shape)}: expected one shape (M,), M ≥ 1")
+    no_nan(ref_logp=ref_logp, reward=reward)
     return F.log_softmax(ref_logp + reward / beta, dim=0)  # log π_ref + r/β, normalised
 
 
 def sequence_kl(logp_p: Tensor, logp_q: Tensor) -> Tensor:
-    r""":math:`\mathrm{KL}(p\|q) = \sum_y p(y)(\log p(y) - \log q(y))` over every listed response (nats)."""
+    r""":math:`\mathrm{KL}(p\|q) = \sum_y p(y)(\log p(y) - \log q(y))` over every listed response (nats).
+
+    ``logp_p``, ``logp_q`` : shape (M,). A response with :math:`p(y) = 0` (``logp_p = -inf``) adds 0.
+    """
     if logp_p.shape != logp_q.shape or logp_p.dim() != 1:
         raise ValueError(f"logp_p {tuple(logp_p.shape)} and logp_q {tuple(logp_q.shape)}: expected one shape (M,)")
     p = logp_p.exp()
-    return (p * (logp_p - logp_q)).sum()  # Σ p log p/q
+    log_ratio = torch.where(p > 0, logp_p - logp_q, torch.zeros_like(p))  # 0 log 0/q = 0
+    return (p * log_ratio).sum()  # Σ p log p/q
 
 
 class OptimumSummary(NamedTuple):
@@ -826,6 +843,7 @@ def train_dpo(policy: TokenPolicy, ref_policy: TokenPolicy, chosen: Tensor, reje
     ref_policy : TokenPolicy
         :math:`\pi_{ref}`, frozen; its log-probabilities of the data are computed once.
     chosen, rejected : Tensor of int64, shape (P, L)
+        P ≥ 1 pairs of valid responses, else ``ValueError``.
     config : DPOConfig
     generator : torch.Generator
 
@@ -836,6 +854,8 @@ def train_dpo(policy: TokenPolicy, ref_policy: TokenPolicy, chosen: Tensor, reje
     """
     if chosen.shape != rejected.shape:
         raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)}: mismatched shapes")
+    if chosen.dim() != 2 or chosen.shape[0] == 0:
+        raise ValueError(f"chosen {tuple(chosen.shape)}: expected (P, L) with P ≥ 1 preference pairs")
     with torch.no_grad():
         ref_chosen, ref_rejected = ref_policy.sequence_logp(chosen), ref_policy.sequence_logp(rejected)
     optimizer = FusedAdam(policy.parameters(), lr=config.lr)

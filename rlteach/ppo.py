@@ -17,6 +17,7 @@ piece                                           function
 :math:`L^{CPI}`, :math:`L^{CLIP}` per sample    :func:`cpi_objective`, :func:`clip_objective`
 the policy loss and its diagnostics             :func:`policy_loss` (approx. KL k3, clip fraction)
 the value loss, optionally clipped              :func:`value_loss`
+a backward pass, without autograd's Python      :func:`backward`
 global gradient-norm clipping                   :func:`clip_grad_norm`
 advantage standardisation                       :func:`normalize_advantages`
 running mean and variance (obs., rewards)       :class:`RunningMeanStd`, :class:`RewardScaler`
@@ -264,8 +265,9 @@ def policy_loss(logp: Tensor, logp_old: Tensor, adv: Tensor, clip_eps: float,
     adv = adv.detach()
     objective = clip_objective(ratio, adv, clip_eps) if clip_surrogate else cpi_objective(ratio, adv)
     with torch.no_grad():
-        stats = PolicyLossStats(((ratio - 1.0) - log_ratio).mean(),  # k3 = (r − 1) − log r
-                                ((ratio - 1.0).abs() > clip_eps).float().mean())
+        excess = ratio - 1.0  # r − 1
+        stats = PolicyLossStats((excess - log_ratio).mean(),  # k3 = (r − 1) − log r
+                                (excess.abs() > clip_eps).float().mean())
     return -objective.mean(), stats  # a loss: minimise −L
 
 
@@ -313,6 +315,22 @@ def normalize_advantages(adv: Tensor, eps: float = 1e-8) -> Tensor:
     if adv.numel() < 2:
         return torch.zeros_like(adv)
     return (adv - adv.mean()) / (adv.std() + eps)
+
+
+def backward(loss: Tensor) -> None:
+    """``loss.backward()`` for a scalar loss, handed straight to autograd's C++ engine.
+
+    The same call, seed gradient (ones) and gradients as ``torch.autograd.backward``,
+    without its Python layer (tensor-subclass dispatch, checks of the seed gradient's
+    shape, a copy of the context for ``torch.compile``'s device threads): about 0.1 ms
+    less per call on a small CPU, where :func:`ppo_update` calls it thousands of times.
+    """
+    engine = getattr(torch.autograd.Variable, "_execution_engine", None)
+    if engine is None:  # a PyTorch without the private engine handle
+        loss.backward()
+        return
+    engine.run_backward((loss,), (torch.ones_like(loss),), False, False, (), allow_unreachable=True,
+                        accumulate_grad=True)
 
 
 def clip_grad_norm(params: list[nn.Parameter], max_norm: float) -> Tensor:
@@ -493,9 +511,10 @@ def collect_rollout(envs: gym.vector.VectorEnv, policy: Policy, state: PPOEnvSta
     r"""T steps of the N environments with actions from ``policy``; ``state`` is updated in place.
 
     Each step costs one actor and (usually) one critic forward pass on the N
-    observations, and no ``torch.distributions`` object: :meth:`policy.sample` draws
-    a ~ π(·|s) from ``generator`` and returns log π(a|s). ``next_values[t]`` is V of the
-    true final observation where an episode ended (what a truncation bootstraps from).
+    observations, in ``torch.inference_mode``, and no ``torch.distributions`` object:
+    :meth:`policy.sample` draws a ~ π(·|s) from ``generator`` and returns log π(a|s).
+    ``next_values[t]`` is V of the true final observation where an episode ended (what a
+    truncation bootstraps from).
     Gaussian actions are stored as drawn (their log-probability is of that draw) and, with
     ``clip_actions``, clipped to the action space's bounds only when sent to the
     environments.
@@ -509,9 +528,10 @@ def collect_rollout(envs: gym.vector.VectorEnv, policy: Policy, state: PPOEnvSta
     low = high = None
     if clip_actions and isinstance(envs.single_action_space, gym.spaces.Box):
         low, high = envs.single_action_space.low, envs.single_action_space.high
-    rows: list[tuple[Tensor, ...]] = []
+    rows: list[tuple[Tensor, ...]] = []  # obs, actions, logp, values, next_values
+    env_rows: list[tuple[np.ndarray, ...]] = []  # rewards, terminated, truncated, valid
     episodes: list[FinishedEpisode] = []
-    with torch.no_grad():
+    with torch.inference_mode():
         values = policy.value(state.obs)  # V(s_0)
         for t in range(num_steps):
             actions, logp = policy.sample(policy.dist(state.obs), generator)  # a_t ~ π(·|s_t)
@@ -524,9 +544,8 @@ def collect_rollout(envs: gym.vector.VectorEnv, policy: Policy, state: PPOEnvSta
             final_obs = next_obs if out.final_obs is out.obs else _observe_final(state, out.final_obs, device)
             next_values = policy.value(final_obs)  # V(s_{t+1}), the true final observation at an end
             rewards = out.rewards if state.reward_scaler is None else state.reward_scaler(out.rewards, ended, out.valid)
-            rows.append((state.obs, actions, logp, values, next_values, torch.from_numpy(rewards),
-                         torch.from_numpy(out.terminated), torch.from_numpy(out.truncated),
-                         torch.from_numpy(out.valid)))
+            rows.append((state.obs, actions, logp, values, next_values))
+            env_rows.append((rewards, out.terminated, out.truncated, out.valid))
             state.episode_return += np.where(out.valid, out.rewards, 0.0)
             state.episode_length += out.valid
             for i in np.flatnonzero(ended):
@@ -536,7 +555,9 @@ def collect_rollout(envs: gym.vector.VectorEnv, policy: Policy, state: PPOEnvSta
             state.reset_now = ended
             values = next_values if final_obs is next_obs else policy.value(next_obs)  # V of the state acted from next
             state.obs = next_obs
-    columns = [torch.stack(column).to(device) for column in zip(*rows, strict=True)]
+    state.obs = state.obs.clone()  # a normal tensor again, usable where autograd records
+    columns = [torch.stack(column) for column in zip(*rows, strict=True)]
+    columns += [torch.from_numpy(np.stack(column)).to(device) for column in zip(*env_rows, strict=True)]
     columns[5] = columns[5].to(torch.float32)  # rewards
     return Rollout(*columns), episodes
 
@@ -667,7 +688,7 @@ def ppo_update(policy: Policy, optimizer: Optimizer, batch: Batch, config: PPOCo
                 loss = loss - config.ent_coef * entropy  # the bonus: minimise −c_e H
                 history.append(entropy.detach())
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            backward(loss)
             if math.isfinite(config.max_grad_norm):
                 clip_grad_norm(params, config.max_grad_norm)
             optimizer.step()
@@ -939,6 +960,7 @@ __all__ = [
     "RewardScaler",
     "Rollout",
     "RunningMeanStd",
+    "backward",
     "clip_grad_norm",
     "clip_objective",
     "collect_rollout",

@@ -29,6 +29,7 @@ from rlteach.ppo import (
     RewardScaler,
     Rollout,
     RunningMeanStd,
+    backward,
     clip_grad_norm,
     clip_objective,
     collect_rollout,
@@ -229,6 +230,29 @@ def test_clip_grad_norm_matches_torch_and_leaves_small_gradients_alone(gen):
         for p, q in zip(a.parameters(), b.parameters(), strict=True):
             torch.testing.assert_close(p.grad, q.grad)
     assert float(torch.cat([p.grad.reshape(-1) for p in a.parameters()]).norm()) == pytest.approx(float(norm))
+
+
+def test_backward_gives_the_gradients_of_loss_backward_bit_for_bit(gen):
+    """backward(loss) leaves in every .grad exactly what loss.backward() leaves (the same engine call)."""
+    a, b = small_policy(), small_policy()
+    obs = torch.randn(32, 4, generator=gen)
+    for policy, run in ((a, backward), (b, lambda loss: loss.backward())):
+        loss = policy.dist(obs)[0].logsumexp(-1).mean() + policy.value(obs).pow(2).mean()
+        run(loss)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert p.grad is not None and torch.equal(p.grad, q.grad)
+
+
+def test_collect_rollout_leaves_an_observation_that_autograd_can_use():
+    """The rollout runs in inference mode; the carried observation and the rollout's tensors are normal tensors."""
+    config = PPOConfig(num_envs=2, num_steps=5)
+    envs = make_envs(config.env_id, config.num_envs)
+    policy = small_policy()
+    state = reset_ppo_envs(envs, config, seed=0)
+    rollout, _ = collect_rollout(envs, policy, state, config.num_steps, torch.Generator().manual_seed(0))
+    envs.close()
+    assert not state.obs.is_inference() and not any(column.is_inference() for column in rollout)
+    policy.value(state.obs).sum().backward()  # would raise for an inference tensor
 
 
 def test_entropy_bonus_raises_the_entropy_when_the_advantages_vanish():

@@ -1,0 +1,434 @@
+"""Graded parts of the RLHF exercise (07).
+
+Two warm-ups, the Bradley-Terry loss (graded on its value and its gradients, at margins of
+±1000 where ``log(sigmoid(·))`` is infinite) and the per-token KL-penalised rewards that PPO
+optimises (the learned reward at the response's last token, a penalty at each of its tokens,
+nothing in the padding, no gradient); then three parts that build: the reward-model
+training loop, graded on what the trained model achieves (its ranking of held-out pairs of
+a token task by a hidden utility, within a budget of optimizer steps, reproducibly), the
+KL-regularised optimum over every response of an enumerable task, and the sweep over β that
+reads off the learned reward, the true utility and the KL to the reference of the optimum
+(what the lecture's slider shows).
+
+The references are the library's (:mod:`rlteach.preferences`, :mod:`rlteach.rlhf`); the
+variants behind the known mistakes are written here, each one switch away from the reference.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from rlteach import preferences, rlhf
+from rlteach.grading.spec import Arguments, Case, Mistake, Part, Property, state_of
+
+GROUPS = ("random", "edge")
+F64 = torch.float64
+
+
+def _randn(g: torch.Generator, *shape: int, scale: float = 1.0) -> Tensor:
+    return scale * torch.randn(shape, generator=g, dtype=F64)
+
+
+# ---------------------------------------------------------------- 1. the Bradley-Terry loss
+
+
+def _bt_pairs(g: torch.Generator, B: int, scale: float = 2.0, margin: float = 1.0) -> tuple[Tensor, Tensor]:
+    """Scores of B pairs whose chosen response is ahead by ``margin`` on average."""
+    rejected = _randn(g, B, scale=scale)
+    return rejected + margin + _randn(g, B, scale=scale), rejected
+
+
+def _bt_cases(seed: int, group: str) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    if group == "random":
+        return [Case("64 pairs, scores of scale 2", _bt_pairs(g, 64)),
+                Case("256 pairs, scores of scale 5", _bt_pairs(g, 256, scale=5.0)),
+                Case("10 pairs, the rejected one mostly ahead", _bt_pairs(g, 10, margin=-2.0))]
+    chosen, rejected = _bt_pairs(g, 32)
+    signs = torch.where(torch.arange(24) % 2 == 0, 1.0, -1.0).to(F64)
+    far = _randn(g, 24)
+    return [Case("margins of ±1000 (log σ(−1000) = −1000, not −∞)", (far + 1000.0 * signs, far)),
+            Case("float32 margins of ±200", ((far + 200.0 * signs).float(), far.float())),
+            Case("a single pair", _bt_pairs(g, 1)),
+            Case("equal scores (every pair a coin flip: loss log 2)", (chosen.clone(), chosen)),
+            Case("scores shifted by 500 (only differences matter)", (chosen + 500.0, rejected + 500.0))]
+
+
+def _bt_variant(score_chosen: Tensor, score_rejected: Tensor, *, swapped: bool = False, form: str = "logsigmoid",
+                reduce: str = "mean") -> Tensor:
+    """The Bradley-Terry loss with one piece changed; ``form``: "logsigmoid", "log sigmoid"
+    (``log(sigmoid(Δ))``), "softplus by hand" (``log(1 + exp(−Δ))``) or "strengths" (``p = e^s``)."""
+    w, lose = (score_rejected, score_chosen) if swapped else (score_chosen, score_rejected)
+    delta = w - lose
+    if form == "logsigmoid":
+        terms = -F.logsigmoid(delta)
+    elif form == "log sigmoid":
+        terms = -torch.log(torch.sigmoid(delta))
+    elif form == "softplus by hand":
+        terms = torch.log(1 + torch.exp(-delta))
+    else:
+        terms = -torch.log(w.exp() / (w.exp() + lose.exp()))
+    return terms.sum() if reduce == "sum" else terms.mean()
+
+
+# ------------------------------------------------------------ 2. the KL-penalised rewards
+
+TASK = rlhf.TokenTask(8, 4)
+
+
+def _rollout(g: torch.Generator, B: int, L: int, *, lengths: Tensor | None = None, move: float = 0.3,
+             garbage: float = 3.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``logp, ref_logp, score, mask`` of B responses of 1 to L tokens; ``logp`` and ``ref_logp``
+    hold arbitrary values (of scale ``garbage``) outside the response."""
+    if lengths is None:
+        lengths = torch.randint(1, L + 1, (B,), generator=g)
+    mask = torch.arange(L).unsqueeze(0) < lengths.unsqueeze(1)
+    ref_logp = -torch.rand((B, L), generator=g, dtype=F64) * 3.0
+    logp = (ref_logp + _randn(g, B, L, scale=move)).clamp_max(0.0)
+    noise_a, noise_b = _randn(g, B, L, scale=garbage), _randn(g, B, L, scale=garbage)
+    logp, ref_logp = torch.where(mask, logp, noise_a), torch.where(mask, ref_logp, noise_b)
+    return logp, ref_logp, _randn(g, B, scale=2.0), mask
+
+
+def _attached_case(name: str, g: torch.Generator, B: int, L: int, beta: float) -> Case:
+    """``logp`` straight from a policy's logits: it requires grad."""
+    logits = _randn(g, B, L, 5)
+    _, ref_logp, score, mask = _rollout(g, B, L)
+    actions = torch.randint(5, (B, L), generator=g)
+
+    def make(device: torch.device) -> Arguments:
+        leaf = logits.to(device).requires_grad_(True)
+        logp = F.log_softmax(leaf, dim=-1).gather(2, actions.to(device).unsqueeze(2)).squeeze(2)
+        return (logp, ref_logp.to(device), score.to(device), mask.to(device), beta), {}
+    return Case(name, make=make)
+
+
+def _kl_cases(seed: int, group: str) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    if group == "random":
+        return [Case("32 responses of 1–16 tokens, β = 0.1", (*_rollout(g, 32, 16), 0.1)),
+                Case("8 responses of 1–4 tokens, β = 0.5", (*_rollout(g, 8, 4), 0.5)),
+                Case("64 responses of 1–12 tokens, β = 0.05, a policy far from the reference",
+                     (*_rollout(g, 64, 12, move=1.5), 0.05))]
+    logp, ref_logp, score, mask = _rollout(g, 12, 6)
+    same = torch.where(mask, ref_logp, logp)  # π = π_ref on the response, garbage outside it
+    full = _rollout(g, 10, 5, lengths=torch.full((10,), 5))
+    one = _rollout(g, 1, 4, lengths=torch.ones(1, dtype=torch.int64))
+    floats = _rollout(g, 16, 8)
+    return [Case("the policy is the reference (no penalty)", (same, ref_logp, score, mask, 0.2)),
+            Case("β = 0 (the learned reward alone)", (logp, ref_logp, score, mask, 0.0)),
+            Case("every response fills all L positions (no padding)", (*full, 0.3)),
+            Case("a single response of one token", (*one, 0.2)),
+            Case("float32", (*(t.float() if t.is_floating_point() else t for t in floats), 0.1)),
+            _attached_case("logp straight from the policy (it requires grad)", g, 6, 5, 0.1)]
+
+
+def _kl_variant(logp: Tensor, ref_logp: Tensor, score: Tensor, mask: Tensor, beta: float, *, sign: float = -1.0,
+                where: str = "last token", masked: bool = True, detach: bool = True) -> Tensor:
+    """The per-token rewards with one piece changed; ``where`` the score goes: "last token",
+    "last column" or "every token"."""
+    lp = logp.detach() if detach else logp
+    penalty = sign * beta * (lp - ref_logp.detach())
+    if masked:
+        penalty = penalty * mask
+    if where == "every token":
+        return penalty + score.detach().unsqueeze(1) * mask
+    column = mask.sum(1) - 1 if where == "last token" else torch.full_like(mask.sum(1), mask.shape[1] - 1)
+    bonus = torch.zeros_like(penalty)
+    bonus[torch.arange(mask.shape[0], device=mask.device), column] = score.detach()
+    return penalty + bonus
+
+
+def _kl_observe(result: Any, args: tuple, kwargs: dict) -> Any:
+    """The rewards, and whether a gradient could flow back through them (it may not)."""
+    if not isinstance(result, Tensor):
+        return result
+    return {"rewards": result.detach(), "requires grad": bool(result.requires_grad)}
+
+
+# ------------------------------------------------------------ 3. training the reward model
+
+RM_TEST_PAIRS = 1000
+
+
+def preference_data(seed: int, num_pairs: int, task: rlhf.TokenTask = TASK,
+                    num_test: int = RM_TEST_PAIRS) -> dict[str, Any]:
+    """A seeded preference set of the token task: responses of a bigram demonstrator, labelled
+    by Bradley-Terry labellers with a hidden utility, and held-out unlabelled pairs."""
+    g = torch.Generator().manual_seed(seed)
+    demonstrator = rlhf.make_demonstrator(task, g)
+    utility = rlhf.make_utility(task, g, repeat_penalty=3.0, scale=1.0)
+    a, b = rlhf.sample_bigram(demonstrator, num_pairs, task, g), rlhf.sample_bigram(demonstrator, num_pairs, task, g)
+    a_wins = preferences.sample_preferences(rlhf.true_utility(a, utility, task), rlhf.true_utility(b, utility, task),
+                                            g).unsqueeze(1)
+    return {"utility": utility, "chosen": torch.where(a_wins, a, b), "rejected": torch.where(a_wins, b, a),
+            "test_a": rlhf.sample_bigram(demonstrator, num_test, task, g),
+            "test_b": rlhf.sample_bigram(demonstrator, num_test, task, g)}
+
+
+def _rm_case(name: str, seed: int, num_pairs: int, epochs: int, batch_size: int, min_accuracy: float | None,
+             lr: float = 3e-3) -> Case:
+    data = preference_data(seed, num_pairs)
+
+    def make(device: torch.device) -> Arguments:
+        model = _reward_model(seed).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        return (model, optimizer, data["chosen"].to(device), data["rejected"].to(device), epochs, batch_size,
+                torch.Generator().manual_seed(seed + 1)), {}
+    info = {**data, "seed": seed, "num_pairs": num_pairs, "epochs": epochs, "batch_size": batch_size,
+            "min_accuracy": min_accuracy}
+    return Case(name, make=make, info=info)
+
+
+def _rm_cases(seed: int, group: str) -> list[Case]:
+    base = seed % 9973
+    if group == "random":
+        return [_rm_case(f"2,000 pairs, 8 epochs of minibatches of 128, seed {base + 1}", base + 1, 2000, 8, 128, 0.88)]
+    return [_rm_case("1,000 pairs in minibatches of 96 (the last one smaller), 10 epochs", base + 2, 1000, 10, 96, 0.8),
+            _rm_case("minibatches larger than the data set (one step per epoch), 3 epochs", base + 3, 300, 3, 512,
+                     None)]
+
+
+def _rm_reference(model: rlhf.RewardModel, optimizer: torch.optim.Optimizer, chosen: Tensor, rejected: Tensor,
+                  epochs: int, batch_size: int, generator: torch.Generator) -> None:
+    """The library's loop (:func:`rlteach.rlhf.train_reward_model`) with the optimizer given:
+    each epoch a fresh ``randperm``, cut into consecutive minibatches, one Bradley-Terry step each."""
+    for _ in range(epochs):
+        order = torch.randperm(chosen.shape[0], generator=generator).to(chosen.device)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            loss = preferences.bradley_terry_loss(model(chosen[index]), model(rejected[index]))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
+    """Adam counts its steps per parameter: the first parameter's count."""
+    first = optimizer.param_groups[0]["params"][0]
+    return int(optimizer.state.get(first, {}).get("step", 0))
+
+
+def _rm_observe(result: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    model, optimizer, generator = args[0], args[1], args[6]
+    return {"state": state_of(model), "steps": _optimizer_steps(optimizer), "generator": generator.get_state()}
+
+
+def _reward_model(seed: int) -> rlhf.RewardModel:
+    """The case's untrained reward model (the global generator left alone)."""
+    with torch.random.fork_rng(devices=[]):
+        return rlhf.RewardModel(TASK, generator=torch.Generator().manual_seed(seed))
+
+
+def _trained_model(state: dict[str, Tensor]) -> rlhf.RewardModel:
+    model = _reward_model(0)
+    model.load_state_dict({k: v.to("cpu", torch.float32) for k, v in state.items()})
+    return model.requires_grad_(False)
+
+
+def _rm_ranks(observed: dict, case: Case) -> str | None:
+    info = case.info
+    state = observed["result"]["state"]
+    untrained = _reward_model(info["seed"])
+    if all(torch.allclose(state[name].to("cpu", value.dtype), value, rtol=0.0, atol=1e-7)
+           for name, value in state_of(untrained).items()):
+        return ("the reward model's parameters did not change: your loop must train the model it is given, in "
+                "place, with the optimizer it is given (loss.backward(), then optimizer.step())")
+    cut = info["min_accuracy"]
+    if cut is None:
+        return None
+    accuracy = rlhf.ranking_accuracy(_trained_model(state), info["test_a"], info["test_b"], info["utility"], TASK)
+    if accuracy >= cut:
+        return None
+    return (f"the trained reward model orders {accuracy:.1%} of {RM_TEST_PAIRS:,} held-out pairs as the hidden "
+            f"utility does; it should reach {cut:.0%} (an untrained one gets about 50%). Below 50% it learned the "
+            "opposite: the loss must raise the score of the chosen response over the rejected one")
+
+
+def _rm_budget(observed: dict, case: Case) -> str | None:
+    info = case.info
+    per_epoch = -(-info["num_pairs"] // info["batch_size"])
+    expected = info["epochs"] * per_epoch
+    steps = observed["result"]["steps"]
+    if steps == expected:
+        return None
+    return (f"the optimizer took {steps} steps; expected {expected}: {info['epochs']} epochs of "
+            f"⌈P/batch_size⌉ = {per_epoch} minibatches of the P = {info['num_pairs']} pairs, one step each, with "
+            "the optimizer you are given")
+
+
+def _rm_shuffles(observed: dict, case: Case) -> str | None:
+    info = case.info
+    want = torch.Generator().manual_seed(info["seed"] + 1)
+    for _ in range(info["epochs"]):
+        torch.randperm(info["num_pairs"], generator=want)
+    if torch.equal(observed["result"]["generator"], want.get_state()):
+        return None
+    return ("the generator is not where one torch.randperm(P, generator=generator) per epoch leaves it: shuffle "
+            "the pairs at the start of every epoch with it, and draw nothing else from it")
+
+
+# ------------------------------------------------------------ 4. the KL-regularised optimum
+
+
+def _enumerable(seed: int, noise: float = 0.5) -> tuple[Tensor, Tensor, Tensor]:
+    """Over all 4,680 responses of TokenTask(8, 4): the log-probabilities of a bigram
+    demonstrator (the reference), a learned reward (the utility plus noise) and the utility."""
+    g = torch.Generator().manual_seed(seed)
+    demonstrator = rlhf.make_demonstrator(TASK, g)
+    utility = rlhf.make_utility(TASK, g, repeat_penalty=3.0, scale=1.0)
+    responses = rlhf.all_responses(TASK)
+    u = rlhf.true_utility(responses, utility, TASK)
+    ref_logp = rlhf.bigram_logp(demonstrator, responses, TASK).to(F64)
+    return ref_logp, u + _randn(g, u.shape[0], scale=noise), u
+
+
+def _listed(g: torch.Generator, M: int, scale: float = 2.0) -> tuple[Tensor, Tensor]:
+    """A normalised reference over M responses and rewards."""
+    return torch.log_softmax(_randn(g, M, scale=scale), 0), _randn(g, M)
+
+
+def _optimal_cases(seed: int, group: str) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    if group == "random":
+        ref_logp, reward, _ = _enumerable(seed)
+        return [Case("all 4,680 responses of TokenTask(8, 4), β = 0.5", (ref_logp, reward, 0.5)),
+                Case("100 responses, β = 2", (*_listed(g, 100), 2.0)),
+                Case("20 responses, β = 0.1", (*_listed(g, 20), 0.1))]
+    ref_logp, reward = _listed(g, 50)
+    blocked = ref_logp.clone()
+    blocked[::7] = -math.inf
+    return [Case("β = 0.002 (r/β up to ±1500: exp overflows)", (ref_logp, reward, 0.002)),
+            Case("β = 1e6 (π* is π_ref)", (ref_logp, reward, 1e6)),
+            Case("a single response", (torch.zeros(1, dtype=F64), _randn(g, 1), 0.3)),
+            Case("responses the reference never gives (log π_ref = −∞)", (blocked.log_softmax(0), reward, 0.5)),
+            Case("a constant reward (π* is π_ref)", (ref_logp, torch.full_like(reward, 3.0), 0.1)),
+            Case("float32", (*(t.float() for t in _listed(g, 30)), 0.25))]
+
+
+def _optimal_variant(ref_logp: Tensor, reward: Tensor, beta: float, *, scale: str = "over beta",
+                     normalise: str = "log space") -> Tensor:
+    """log π* with one piece changed; ``scale``: "over beta" (r/β) or "times beta" (β·r);
+    ``normalise``: "log space", "none" or "exp" (divide by the sum of exp)."""
+    logits = ref_logp + (reward / beta if scale == "over beta" else reward * beta)
+    if normalise == "log space":
+        return torch.log_softmax(logits, 0)
+    if normalise == "none":
+        return logits
+    weights = logits.exp()
+    return (weights / weights.sum()).log()
+
+
+# ------------------------------------------------------------------------ 5. the trade-off
+
+
+def _sweep_cases(seed: int, group: str) -> list[Case]:
+    g = torch.Generator().manual_seed(seed)
+    if group == "random":
+        ref_logp, reward, u = _enumerable(seed)
+        return [Case("all 4,680 responses of TokenTask(8, 4), 12 values of β from 0.01 to 10",
+                     (ref_logp, reward, u, torch.logspace(-2, 1, 12, dtype=F64))),
+                Case("200 responses, β ∈ {0.1, 1, 5}", (*_listed(g, 200), _randn(g, 200), torch.tensor([0.1, 1.0, 5.0],
+                                                                                                      dtype=F64))),
+                Case("40 responses, one β = 0.3", (*_listed(g, 40), _randn(g, 40), torch.tensor([0.3], dtype=F64)))]
+    ref_logp, reward = _listed(g, 60)
+    u = _randn(g, 60)
+    blocked = ref_logp.clone()
+    blocked[::5] = -math.inf
+    return [Case("β from 1e-3 to 1e6 (r/β up to ±3000; the KL goes to 0)",
+                 (ref_logp, reward, u, torch.tensor([1e-3, 1e-1, 1e6], dtype=F64))),
+            Case("responses the reference never gives (log π_ref = −∞: they add 0 to the KL)",
+                 (blocked.log_softmax(0), reward, u, torch.tensor([0.05, 0.5, 5.0], dtype=F64))),
+            Case("a learned reward equal to the utility", (ref_logp, u, u.clone(), torch.tensor([0.2, 2.0], dtype=F64))),
+            Case("a single response", (torch.zeros(1, dtype=F64), _randn(g, 1), _randn(g, 1),
+                                       torch.tensor([0.5, 1.0], dtype=F64))),
+            Case("float32", (*(t.float() for t in _listed(g, 30)), _randn(g, 30).float(),
+                             torch.tensor([0.1, 1.0], dtype=torch.float32)))]
+
+
+def _sweep_variant(ref_logp: Tensor, reward: Tensor, utility: Tensor, betas: Tensor, *, kl: str = "forward",
+                   under: str = "optimum", scale: str = "over beta") -> tuple[Tensor, Tensor, Tensor]:
+    """The sweep with one piece changed; ``kl``: "forward" KL(π*‖π_ref), "reversed"
+    KL(π_ref‖π*) or "naive" (p·(log p − log q) with 0·∞ left as NaN); ``under``: the
+    expectations taken under "optimum" π* or under "reference" π_ref."""
+    rewards, utilities, kls = [], [], []
+    for beta in betas.tolist():
+        logp = _optimal_variant(ref_logp, reward, beta, scale=scale)
+        p = logp.exp()
+        weights = p if under == "optimum" else ref_logp.exp()
+        rewards.append((weights * reward).sum())
+        utilities.append((weights * utility).sum())
+        if kl == "reversed":
+            q = ref_logp.exp()
+            kls.append(torch.where(q > 0, q * (ref_logp - logp), torch.zeros_like(q)).sum())
+        elif kl == "naive":
+            kls.append((p * (logp - ref_logp)).sum())
+        else:
+            kls.append(torch.where(p > 0, p * (logp - ref_logp), torch.zeros_like(p)).sum())
+    return torch.stack(rewards), torch.stack(utilities), torch.stack(kls)
+
+
+def _sweep_observe(result: Any, args: tuple, kwargs: dict) -> Any:
+    """``(rewards, utilities, kls)``; the library's summary also carries the betas, left out."""
+    if isinstance(result, rlhf.OptimumSummary):
+        return (result.reward, result.utility, result.kl)
+    if isinstance(result, (tuple, list)):
+        return tuple(result)
+    return result
+
+
+PARTS = (
+    Part("bradley_terry_loss", preferences.bradley_terry_loss, _bt_cases, GROUPS, (
+        Mistake("preferred and rejected swapped: the loss is −log σ(s_chosen − s_rejected), small when the "
+                "chosen response scores higher.", lambda *a: _bt_variant(*a, swapped=True)),
+        Mistake("sigmoid instead of logsigmoid overflow: log(sigmoid(Δ)) is log(0) = −∞ once σ(Δ) underflows "
+                "(Δ ≈ −750 in float64, −104 in float32), and so is log(1 + exp(−Δ)) once exp overflows; "
+                "use F.logsigmoid.", lambda *a: _bt_variant(*a, form="log sigmoid")),
+        Mistake("strengths p = e^s overflow: p_i/(p_i + p_j) is inf/inf at scores of a few hundred; write it as "
+                "σ(s_i − s_j) and take logsigmoid.", lambda *a: _bt_variant(*a, form="strengths")),
+        Mistake("sum instead of mean: the loss is the mean over the pairs.", lambda *a: _bt_variant(*a, reduce="sum")),
+    ), seals=(preferences.dpo_loss,), grad=("score_chosen", "score_rejected")),
+    Part("kl_penalized_rewards", rlhf.kl_penalized_rewards, _kl_cases, GROUPS, (
+        Mistake("KL penalty sign: the reward is r̂ − β·log(π/π_ref); a token more likely under π than under "
+                "π_ref is penalised, not rewarded.", lambda *a: _kl_variant(*a, sign=1.0)),
+        Mistake("score added at every token: r̂(y) is the reward of the whole response, given once, at its "
+                "last token.", lambda *a: _kl_variant(*a, where="every token")),
+        Mistake("score at the last column instead of the response's last token: a response of k < L tokens "
+                "ends at position k − 1 (mask.sum(1) − 1), the rest is padding.",
+                lambda *a: _kl_variant(*a, where="last column")),
+        Mistake("penalty not masked outside the response: the positions after a response's end are padding, "
+                "their reward is 0 whatever logp and ref_logp hold there.", lambda *a: _kl_variant(*a, masked=False)),
+        Mistake("gradient flows through logp: the rewards are data for PPO, detach logp (return a tensor that "
+                "does not require grad).", lambda *a: _kl_variant(*a, detach=False)),
+    ), seals=(rlhf.kl_penalized_rewards,), observe=_kl_observe),
+    Part("reward_model_training", _rm_reference, _rm_cases, GROUPS,
+         seals=(rlhf.train_reward_model, preferences.bradley_terry_loss, preferences.dpo_loss),
+         observe=_rm_observe,
+         properties=(Property("ranks held-out pairs", _rm_ranks, 3.0),
+                     Property("step budget", _rm_budget, 1.0),
+                     Property("shuffled each epoch", _rm_shuffles, 1.0)),
+         time_limit=60.0),
+    Part("optimal_policy", rlhf.optimal_policy_logp, _optimal_cases, GROUPS, (
+        Mistake("exp(beta*r) instead of exp(r/beta): π* ∝ π_ref·exp(r/β); a small β (a weak KL penalty) "
+                "must sharpen π*, not flatten it.", lambda *a: _optimal_variant(*a, scale="times beta")),
+        Mistake("not normalised: log π_ref + r/β is log π* only up to the constant −log Z; subtract "
+                "log Σ_y π_ref(y)·exp(r(y)/β) (torch.logsumexp).", lambda *a: _optimal_variant(*a, normalise="none")),
+        Mistake("normalised outside log space: exp(r/β) overflows at small β; normalise the logits with "
+                "torch.log_softmax (or subtract torch.logsumexp).", lambda *a: _optimal_variant(*a, normalise="exp")),
+    ), seals=(rlhf.optimal_policy_logp,)),
+    Part("kl_tradeoff", rlhf.optimum_summary, _sweep_cases, GROUPS, (
+        Mistake("KL direction reversed: the penalty is KL(π*‖π_ref) = Σ_y π*(y)·log(π*(y)/π_ref(y)), "
+                "weighted by π*, not KL(π_ref‖π*).", lambda *a: _sweep_variant(*a, kl="reversed")),
+        Mistake("expectations under π_ref: E[r̂] and E[u] are averages under the optimum π*_β, which changes "
+                "with β.", lambda *a: _sweep_variant(*a, under="reference")),
+        Mistake("0·log 0 is NaN: a response with π*(y) = 0 adds 0 to the KL (use torch.where, or "
+                "torch.xlogy-like care), not 0·(−∞ + ∞).", lambda *a: _sweep_variant(*a, kl="naive")),
+        Mistake("exp(beta*r) instead of exp(r/beta): π* ∝ π_ref·exp(r/β).",
+                lambda *a: _sweep_variant(*a, scale="times beta")),
+    ), seals=(rlhf.optimal_policy_logp, rlhf.sequence_kl), observe=_sweep_observe),
+)

@@ -1,0 +1,237 @@
+"""The graded parts of exercise 07: every reference scores full marks on its cases, the
+variants behind the known mistakes reduce to the references when nothing is changed, the
+mistakes the exercise's brief names score below full marks with their hint, the edge cases do
+what their names say (overflow of the naive forms, padding, π* = π_ref), and the behavioural
+reward-model part catches a loop that learns the opposite, never steps, steps on the whole
+data set or does not shuffle."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rlteach import preferences, rlhf
+from rlteach.grading import CheckFailed, check
+from rlteach.grading import harness as H
+from rlteach.grading.parts import PARTS
+from rlteach.grading.parts import rlhf as P
+
+CPU = torch.device("cpu")
+NAMES = ("bradley_terry_loss", "kl_penalized_rewards", "reward_model_training", "optimal_policy", "kl_tradeoff")
+
+
+def reference_verdicts(name, seed=0):
+    """The reference judged against itself outside the seal, on every group."""
+    part = PARTS[name]
+    out = []
+    for group in part.groups:
+        cases = part.cases(seed, group)
+        outcomes = [H.Outcome(H.observe(part, part.reference, *case.arguments(CPU))) for case in cases]
+        out.append(H.judge(part, group, cases, outcomes, CPU))
+    return out
+
+
+def verdicts(fn, name, seed=0):
+    """The verdict of ``fn`` on every group of part ``name`` (outside the autograder)."""
+    part = PARTS[name]
+    out = []
+    for group in part.groups:
+        cases = part.cases(seed, group)
+        outcomes = [H.attempt(part, fn, case, CPU) for case in cases]
+        out.append(H.judge(part, group, cases, outcomes, CPU))
+    return out
+
+
+def test_the_topic_has_five_parts_three_that_build_one_behavioural():
+    assert all(name in PARTS for name in NAMES)
+    assert [name for name in NAMES if PARTS[name].behavioural] == ["reward_model_training"]
+    assert all(len(PARTS[name].mistakes) >= 3 for name in NAMES if not PARTS[name].behavioural)
+    sealed = {fn for name in NAMES for fn in PARTS[name].sealed}
+    for fn in (preferences.bradley_terry_loss, preferences.dpo_loss, rlhf.kl_penalized_rewards,
+               rlhf.optimal_policy_logp, rlhf.train_reward_model):
+        assert fn in sealed
+    assert rlhf.response_mask not in sealed and rlhf.RewardModel not in sealed
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "reward_model_training"])
+def test_the_references_score_full_marks(name):
+    for verdict in reference_verdicts(name, seed=5):
+        assert verdict.score == 1.0, verdict.message
+
+
+def test_the_unchanged_variants_are_the_references():
+    for case in P._bt_cases(2, "edge") + P._bt_cases(2, "random"):
+        args, _ = case.arguments(CPU)
+        torch.testing.assert_close(P._bt_variant(*args), preferences.bradley_terry_loss(*args))
+    for case in P._kl_cases(2, "edge") + P._kl_cases(2, "random"):
+        args, _ = case.arguments(CPU)
+        torch.testing.assert_close(P._kl_variant(*args), rlhf.kl_penalized_rewards(*args))
+    for case in P._optimal_cases(2, "edge") + P._optimal_cases(2, "random"):
+        args, _ = case.arguments(CPU)
+        torch.testing.assert_close(P._optimal_variant(*args), rlhf.optimal_policy_logp(*args))
+    for case in P._sweep_cases(2, "edge") + P._sweep_cases(2, "random"):
+        args, _ = case.arguments(CPU)
+        want = rlhf.optimum_summary(*args)
+        torch.testing.assert_close(P._sweep_variant(*args), (want.reward, want.utility, want.kl))
+
+
+PROBES = {
+    "bradley_terry_loss": {
+        "preferred and rejected swapped": dict(swapped=True),
+        "sigmoid instead of logsigmoid overflow": dict(form="log sigmoid"),
+        "sum instead of mean": dict(reduce="sum"),
+    },
+    "kl_penalized_rewards": {
+        "KL penalty sign": dict(sign=1.0),
+        "score added at every token": dict(where="every token"),
+        "score at the last column instead of the response's last token": dict(where="last column"),
+        "penalty not masked outside the response": dict(masked=False),
+        "gradient flows through logp": dict(detach=False),
+    },
+    "optimal_policy": {
+        "exp(beta*r) instead of exp(r/beta)": dict(scale="times beta"),
+        "not normalised": dict(normalise="none"),
+        "normalised outside log space": dict(normalise="exp"),
+    },
+    "kl_tradeoff": {
+        "KL direction reversed": dict(kl="reversed"),
+        "expectations under π_ref": dict(under="reference"),
+        "exp(beta*r) instead of exp(r/beta)": dict(scale="times beta"),
+    },
+}
+VARIANTS = {"bradley_terry_loss": P._bt_variant, "kl_penalized_rewards": P._kl_variant,
+            "optimal_policy": P._optimal_variant, "kl_tradeoff": P._sweep_variant}
+
+
+@pytest.mark.parametrize("name, hint", [(n, h) for n, probes in PROBES.items() for h in sorted(probes)])
+def test_the_probes_score_below_full_marks_and_are_named(name, hint):
+    variant, change = VARIANTS[name], PROBES[name][hint]
+    judged = verdicts(lambda *a: variant(*a, **change), name)
+    assert sum(v.score for v in judged) / len(judged) < 1.0
+    assert any(hint in v.message for v in judged), [v.message for v in judged]
+
+
+def test_only_the_extreme_margins_catch_the_naive_log_sigmoid():
+    def naive(c, r):
+        return -torch.log(torch.sigmoid(c - r)).mean()
+
+    random, edge = verdicts(naive, "bradley_terry_loss")
+    assert random.score == 1.0
+    assert [n for n, s in zip(edge.case_names, edge.scores, strict=True) if s < 1] == [
+        "margins of ±1000 (log σ(−1000) = −1000, not −∞)", "float32 margins of ±200"]
+    (case,) = [c for c in P._bt_cases(0, "edge") if "±1000" in c.name]
+    assert math.isinf(float(naive(*case.args))) and math.isfinite(float(preferences.bradley_terry_loss(*case.args)))
+
+
+def test_the_bradley_terry_gradient_is_graded():
+    """The loss scaled by 2 outside its value check fails on the gradient alone: (loss detached) + loss."""
+    def doubled_gradient(c, r):
+        loss = -F.logsigmoid(c - r).mean()
+        return loss.detach() + (loss - loss.detach()) * 2.0
+
+    random, _ = verdicts(doubled_gradient, "bradley_terry_loss")
+    assert random.score == 0.0 and "gradient" in random.message
+
+
+def test_the_kl_cases_do_what_their_names_say():
+    for case in P._kl_cases(4, "edge"):
+        logp, ref_logp, score, mask, beta = case.arguments(CPU)[0]
+        rewards = rlhf.kl_penalized_rewards(logp, ref_logp, score, mask, beta)
+        torch.testing.assert_close(rewards.sum(1), score.to(rewards.dtype) - beta * ((logp - ref_logp) * mask).sum(1))
+        assert bool((rewards[~mask] == 0).all())
+        if "no penalty" in case.name or "β = 0" in case.name:
+            torch.testing.assert_close(rewards.sum(1), score)
+        if "fills all" in case.name:
+            assert bool(mask.all())
+        if "requires grad" in case.name:
+            assert logp.requires_grad and not rewards.requires_grad
+    for case in P._kl_cases(4, "random"):
+        mask = case.args[3]
+        assert not bool(mask.all()) and bool((case.args[0][~mask] != 0).all())  # padding, holding values
+
+
+def test_the_optimum_edge_cases_do_what_their_names_say():
+    edge = {c.name: c.args for c in P._optimal_cases(1, "edge")}
+    ref_logp, reward, beta = edge["β = 1e6 (π* is π_ref)"]
+    torch.testing.assert_close(rlhf.optimal_policy_logp(ref_logp, reward, beta), ref_logp, rtol=1e-5, atol=1e-5)
+    ref_logp, reward, beta = edge["β = 0.002 (r/β up to ±1500: exp overflows)"]
+    assert math.isinf(float((reward / beta).exp().max()))
+    summary = {c.name: c.args for c in P._sweep_cases(1, "edge")}
+    ref_logp, reward, u, betas = summary["β from 1e-3 to 1e6 (r/β up to ±3000; the KL goes to 0)"]
+    kl = rlhf.optimum_summary(ref_logp, reward, u, betas).kl
+    assert float(kl[-1]) < 1e-6 < float(kl[0])
+    assert float(kl[0]) == pytest.approx(-float(ref_logp[reward.argmax()]), rel=1e-6)  # all mass on the best response
+
+
+def test_the_sweep_on_the_enumerable_task_shows_the_trade_off():
+    """On all 4,680 responses, E[r̂] rises as β falls while the KL grows: the slider's picture."""
+    (case, *_) = P._sweep_cases(0, "random")
+    summary = rlhf.optimum_summary(*case.args)
+    assert case.args[0].shape == (4680,)
+    assert bool((summary.reward.diff() < 0).all()) and bool((summary.kl.diff() < 0).all())  # betas increase
+
+
+# ----------------------------------------------------------- the behavioural reward-model part
+
+
+def _rm_loop(model, optimizer, chosen, rejected, epochs, batch_size, generator, *, swapped=False, step=True,
+             full_batch=False, shuffle=True):
+    """The reward-model loop with one thing changed."""
+    P_ = chosen.shape[0]
+    size = P_ if full_batch else batch_size
+    for _ in range(epochs):
+        order = torch.randperm(P_, generator=generator) if shuffle else torch.arange(P_)
+        for start in range(0, P_, size):
+            index = order[start:start + size]
+            w, lose = model(chosen[index]), model(rejected[index])
+            loss = -F.logsigmoid(lose - w if swapped else w - lose).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            if step:
+                optimizer.step()
+
+
+@pytest.mark.slow
+def test_the_reward_model_reference_and_a_correct_loop_score_full_marks():
+    assert all(v.score == 1.0 for v in reference_verdicts("reward_model_training", seed=0))
+    judged = verdicts(_rm_loop, "reward_model_training", seed=7)
+    assert all(v.score == 1.0 for v in judged), [v.message for v in judged]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, score, words", [
+    (dict(swapped=True), 2 / 5, "learned the opposite"),
+    (dict(step=False), 1 / 5, "parameters did not change"),
+    (dict(full_batch=True), None, "steps; expected"),
+    (dict(shuffle=False), 4 / 5, "torch.randperm"),
+])
+def test_the_reward_model_probes_lose_their_share_and_say_why(change, score, words):
+    part = PARTS["reward_model_training"]
+    (case,) = part.cases(0, "random")
+    judged = H.judge_case(part, case, H.attempt(part, lambda *a: _rm_loop(*a, **change), case, CPU), CPU)
+    assert judged.score < 1.0
+    if score is not None:
+        assert judged.score == pytest.approx(score)
+    assert any(words in p for p in judged.problems), judged.problems
+
+
+@pytest.mark.slow
+def test_swapped_pairs_rank_below_chance():
+    part = PARTS["reward_model_training"]
+    (case,) = part.cases(0, "random")
+    outcome = H.attempt(part, lambda *a: _rm_loop(*a, swapped=True), case, CPU)
+    model = P._trained_model(outcome.observed["result"]["state"])
+    info = case.info
+    assert rlhf.ranking_accuracy(model, info["test_a"], info["test_b"], info["utility"], P.TASK) < 0.5
+
+
+def test_calling_the_references_scores_zero():
+    def cheat(logp, ref_logp, score, mask, beta):
+        return rlhf.kl_penalized_rewards(logp, ref_logp, score, mask, beta)
+
+    with pytest.raises(CheckFailed, match="sealed"):
+        check(cheat, "kl_penalized_rewards", seed=0)
+    with pytest.raises(CheckFailed, match="sealed"):
+        check(lambda c, r: preferences.dpo_loss(c, r, torch.zeros_like(c), torch.zeros_like(r), 1.0)[0],
+              "bradley_terry_loss", seed=0)

@@ -40,16 +40,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
+import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
+    "BATCHED_ENVS",
     "CARTPOLE_NOMINAL",
     "PENDULUM_NOMINAL",
     "BatchedCartPole",
     "BatchedEnv",
     "BatchedPendulum",
     "BatchedStep",
+    "make_batched_env",
     "splitmix64",
     "uniform_from_bits",
 ]
@@ -167,6 +171,20 @@ class BatchedEnv(ABC):
         self._rng = torch.zeros(n, dtype=torch.int64, device=self.device)
         self._pending = torch.zeros(n, self.max_delay + 1, device=self.device, dtype=dtype)
         self._draws = self.state_dim + len(self.randomize)  # uniforms used by one reset
+        self._ready = False
+
+    @property
+    @abstractmethod
+    def single_observation_space(self) -> gym.spaces.Box:
+        """One environment's observation space, as gymnasium's vector environments name it."""
+
+    @property
+    @abstractmethod
+    def single_action_space(self) -> gym.spaces.Space:
+        """One environment's action space."""
+
+    def close(self) -> None:
+        """Nothing to release (the state is tensors); here so that a training loop treats every vector env alike."""
         self._ready = False
 
     @property
@@ -299,6 +317,15 @@ class BatchedCartPole(BatchedEnv):
     x_threshold = 2.4
     theta_threshold = 12 * 2 * math.pi / 360
 
+    @property
+    def single_observation_space(self) -> gym.spaces.Box:
+        high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold * 2, np.inf], dtype=np.float32)
+        return gym.spaces.Box(-high, high, dtype=np.float32)
+
+    @property
+    def single_action_space(self) -> gym.spaces.Space:
+        return gym.spaces.Discrete(2)
+
     def _start_state(self, u: Tensor) -> Tensor:
         return -0.05 + 0.1 * u  # U(−0.05, 0.05) for each of the four
 
@@ -352,6 +379,15 @@ class BatchedPendulum(BatchedEnv):
     max_speed = 8.0
     max_torque = 2.0
 
+    @property
+    def single_observation_space(self) -> gym.spaces.Box:
+        high = np.array([1.0, 1.0, self.max_speed], dtype=np.float32)
+        return gym.spaces.Box(-high, high, dtype=np.float32)
+
+    @property
+    def single_action_space(self) -> gym.spaces.Space:
+        return gym.spaces.Box(-self.max_torque, self.max_torque, shape=(1,), dtype=np.float32)
+
     def _start_state(self, u: Tensor) -> Tensor:
         return torch.stack([math.pi * (2.0 * u[:, 0] - 1.0), 2.0 * u[:, 1] - 1.0], dim=1)
 
@@ -375,3 +411,14 @@ class BatchedPendulum(BatchedEnv):
         new_theta_dot = (theta_dot + acc * self.dt).clamp(-self.max_speed, self.max_speed)  # semi-implicit Euler
         new_state = torch.stack([theta + new_theta_dot * self.dt, new_theta_dot], dim=1)
         return new_state, -cost, torch.zeros_like(theta, dtype=torch.bool)
+
+
+BATCHED_ENVS: dict[str, type[BatchedEnv]] = {"CartPole-v1": BatchedCartPole, "Pendulum-v1": BatchedPendulum}
+
+
+def make_batched_env(env_id: str, num_envs: int, *, device: str | torch.device = "cpu",
+                     randomize: Mapping[str, tuple[float, float]] | None = None) -> BatchedEnv:
+    """The batched version of a gymnasium id (``CartPole-v1`` or ``Pendulum-v1``), float32 on ``device``."""
+    if env_id not in BATCHED_ENVS:
+        raise ValueError(f"{env_id!r} has no batched version; batched environments: {', '.join(BATCHED_ENVS)}")
+    return BATCHED_ENVS[env_id](num_envs, device=device, randomize=randomize)

@@ -62,6 +62,7 @@ from tqdm.auto import tqdm
 from rlteach._validate import positive_int, positive_number, unit_interval
 from rlteach.actor_critic import EpisodeRecord, TrainingLog, UpdateRecord, explained_variance, step_envs
 from rlteach.advantages import discounted_returns, gae
+from rlteach.envs import BATCHED_ENVS, BatchedEnv, make_batched_env
 from rlteach.policies import CategoricalActorCritic, GaussianActorCritic, make_actor_critic
 
 Policy = CategoricalActorCritic | GaussianActorCritic
@@ -120,10 +121,24 @@ class PPOConfig:
     clip_obs: float = 10.0  # normalised observations are clipped to ±clip_obs
     clip_reward: float = 10.0  # normalised rewards are clipped to ±clip_reward
     clip_actions: bool = True  # clip Gaussian actions to the action space's bounds before stepping
+    # where the environments run
+    env_backend: str = "gymnasium"  # "batched": rlteach.envs, stepped as tensors on the learner's device
+    randomize: tuple[tuple[str, float, float], ...] = ()  # batched only: (parameter, low, high) drawn per episode
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id:
             raise TypeError(f"env_id: expected a gymnasium environment id, got {self.env_id!r}")
+        if self.env_backend not in ("gymnasium", "batched"):
+            raise ValueError(f"env_backend={self.env_backend!r}: expected 'gymnasium' or 'batched'")
+        if self.env_backend == "batched":
+            if self.env_id not in BATCHED_ENVS:
+                raise ValueError(f"env_backend='batched': {self.env_id!r} has no batched version "
+                                 f"({', '.join(BATCHED_ENVS)})")
+            if self.normalize_obs or self.normalize_reward:
+                raise ValueError("env_backend='batched' has no observation or reward normalisation; "
+                                 "set normalize_obs=False and normalize_reward=False")
+        elif self.randomize:
+            raise ValueError("randomize (domain randomisation) needs env_backend='batched'")
         for name in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches"):
             positive_int(name, getattr(self, name))
         if self.num_minibatches > self.batch_size:
@@ -460,12 +475,27 @@ class PPOEnvState:
     clip_obs: float = 10.0
 
 
+@dataclass
+class BatchedEnvState:
+    """What carries over between rollouts of a batched environment, all on its device."""
+
+    obs: Tensor  # (N, d) float32
+    episode_return: Tensor  # (N,) undiscounted return of each running episode
+    episode_length: Tensor  # (N,) int64
+
+
 def _observe(state: PPOEnvState, obs: np.ndarray, valid: np.ndarray | None, device: torch.device) -> Tensor:
     """The observation tensor the policy sees; updates the running statistics with the valid rows."""
     if state.obs_rms is None:
         return torch.as_tensor(obs, dtype=torch.float32, device=device)
     state.obs_rms.update(obs if valid is None else obs[valid])
     return torch.from_numpy(state.obs_rms.normalize(obs, state.clip_obs)).to(device)
+
+
+def reset_batched_env(env: BatchedEnv, seed: int) -> BatchedEnvState:
+    """Reset a batched environment (environment i gets the seed ``seed + i``) and start the bookkeeping."""
+    obs = env.reset(seed)
+    return BatchedEnvState(obs, torch.zeros_like(obs[:, 0]), torch.zeros_like(obs[:, 0], dtype=torch.int64))
 
 
 def reset_ppo_envs(envs: gym.vector.VectorEnv, config: PPOConfig, seed: int,
@@ -560,6 +590,51 @@ def collect_rollout(envs: gym.vector.VectorEnv, policy: Policy, state: PPOEnvSta
     columns += [torch.from_numpy(np.stack(column)).to(device) for column in zip(*env_rows, strict=True)]
     columns[5] = columns[5].to(torch.float32)  # rewards
     return Rollout(*columns), episodes
+
+
+def collect_batched_rollout(env: BatchedEnv, policy: Policy, state: BatchedEnvState, num_steps: int,
+                            generator: torch.Generator) -> tuple[Rollout, list[FinishedEpisode]]:
+    r""":func:`collect_rollout` for a batched environment: every tensor stays on the env's device.
+
+    The environment resets an ended episode within the same step (:mod:`rlteach.envs`), so
+    every row is a transition (``valid`` is all True) and ``next_values[t]`` is V of
+    ``final_obs``, the observation the episode ended in. The episodes that ended are read
+    back to the host once, after the T steps.
+    """
+    rows: list[tuple[Tensor, ...]] = []  # obs, actions, logp, values, next_values, rewards, terminated, truncated
+    returns, lengths, ends = [], [], []
+    on_cpu = state.obs.device.type == "cpu"
+    with torch.inference_mode():
+        values = policy.value(state.obs)  # V(s_0)
+        for _ in range(num_steps):
+            actions, logp = policy.sample(policy.dist(state.obs), generator)  # a_t ~ π(·|s_t)
+            out = env.step(actions)
+            next_values = policy.value(out.final_obs)  # V(s_{t+1}), the true final observation at an end
+            ended = out.terminated | out.truncated
+            rows.append((state.obs, actions, logp, values, next_values, out.reward.to(torch.float32),
+                         out.terminated, out.truncated))
+            state.episode_return = state.episode_return + out.reward
+            state.episode_length = state.episode_length + 1
+            returns.append(state.episode_return)
+            lengths.append(state.episode_length)
+            ends.append(ended)
+            state.episode_return = torch.where(ended, 0.0, state.episode_return)
+            state.episode_length = torch.where(ended, 0, state.episode_length)
+            if on_cpu and not bool(ended.any()):  # the next state is the final one: V is known (a free check on the CPU)
+                values = next_values
+            else:
+                values = torch.where(ended, policy.value(out.obs), next_values)  # V of the reset state where one ended
+            state.obs = out.obs
+    state.obs = state.obs.clone()  # a normal tensor again, usable where autograd records
+    state.episode_return, state.episode_length = state.episode_return.clone(), state.episode_length.clone()
+    columns = [torch.stack(column) for column in zip(*rows, strict=True)]
+    ended_at = torch.stack(ends)
+    episodes = [FinishedEpisode(int(t), int(i), float(r), int(n)) for (t, i), r, n in zip(
+        ended_at.nonzero().tolist(), torch.stack(returns)[ended_at].tolist(), torch.stack(lengths)[ended_at].tolist(),
+        strict=True)]
+    obs, actions, logp, values, next_values, rewards, terminated, truncated = columns
+    return Rollout(obs, actions, logp, values, next_values, rewards, terminated, truncated,
+                   torch.ones_like(ended_at)), episodes
 
 
 def _observe_final(state: PPOEnvState, final_obs: np.ndarray, device: torch.device) -> Tensor:
@@ -823,10 +898,10 @@ StatsT = TypeVar("StatsT")
 class OnPolicySetup(NamedTuple):
     """What :func:`start_on_policy` builds: the environments, the policy, the sampling generator, the carried state."""
 
-    envs: gym.vector.VectorEnv
+    envs: gym.vector.VectorEnv | BatchedEnv
     policy: Policy
     generator: torch.Generator  # action draws and minibatch permutations, on the learner's device
-    state: PPOEnvState
+    state: PPOEnvState | BatchedEnvState
     clock: Callable[[], float]  # seconds for EpisodeRecord.wall_s
 
 
@@ -835,20 +910,26 @@ def start_on_policy(config: OnPolicyConfig, seed: int, device: str | torch.devic
                     **policy_options: object) -> OnPolicySetup:
     """The set-up that :func:`train_ppo` and :func:`rlteach.trpo.train_trpo` share.
 
-    ``config.num_envs`` environments (:func:`make_envs`), an actor-critic initialised from
+    ``config.num_envs`` environments (:func:`make_envs`; with ``env_backend="batched"``,
+    :func:`rlteach.envs.make_batched_env` on ``device``), an actor-critic initialised from
     ``seed`` (:func:`rlteach.policies.make_actor_critic` with ``config.hidden_sizes``,
     ``config.orthogonal_init``, ``config.log_std_init`` and ``policy_options``), a
     generator seeded with ``seed`` on ``device``, and the environments reset by
-    ``reset(envs, config, seed, device)``. ``clock`` defaults to seconds since this call.
+    ``reset(envs, config, seed, device)`` (a batched one by :func:`reset_batched_env`). ``clock`` defaults to seconds since this call.
     """
     started = time.perf_counter()
     device = torch.device(device)
-    envs = make_envs(config.env_id, config.num_envs)
+    envs: gym.vector.VectorEnv | BatchedEnv
+    if getattr(config, "env_backend", "gymnasium") == "batched":
+        randomize = {name: (low, high) for name, low, high in getattr(config, "randomize", ())}
+        envs = make_batched_env(config.env_id, config.num_envs, device=device, randomize=randomize)
+    else:
+        envs = make_envs(config.env_id, config.num_envs)
     policy = make_actor_critic(envs.single_observation_space, envs.single_action_space, config.hidden_sizes,
                                generator=torch.Generator().manual_seed(seed), orthogonal_init=config.orthogonal_init,
                                log_std_init=config.log_std_init, **policy_options).to(device)  # type: ignore[arg-type]
     generator = torch.Generator(device=device).manual_seed(seed)
-    state = reset(envs, config, seed, device)
+    state = reset_batched_env(envs, seed) if isinstance(envs, BatchedEnv) else reset(envs, config, seed, device)
     return OnPolicySetup(envs, policy, generator, state,
                          clock if clock is not None else (lambda: time.perf_counter() - started))
 
@@ -871,7 +952,13 @@ def run_on_policy(name: str, config: OnPolicyConfig, setup: OnPolicySetup,
         with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
                   desc=f"{name} {config.env_id}") as bar:
             for k in range(config.num_updates):
-                rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator, config.clip_actions)
+                if isinstance(envs, BatchedEnv):
+                    assert isinstance(state, BatchedEnvState)
+                    rollout, episodes = collect_batched_rollout(envs, policy, state, config.num_steps, generator)
+                else:
+                    assert isinstance(state, PPOEnvState)
+                    rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator,
+                                                        config.clip_actions)
                 steps_per_row = rollout.valid.sum(dim=1).cumsum(0).tolist()  # transitions up to and including row t
                 for episode in episodes:
                     record = EpisodeRecord(env_steps + steps_per_row[episode.step], episode.episode_return,
@@ -943,12 +1030,13 @@ def train_ppo(config: PPOConfig, seed: int, *, device: str | torch.device = "cpu
     log, updates = run_on_policy("PPO", config, setup,
                                  functools.partial(ppo_iteration, setup.policy, optimizer, config, setup.generator),
                                  progress=progress, on_episode=on_episode, target_return=target_return, window=window)
-    return PPOResult(setup.policy, log, updates, setup.state.obs_rms)
+    return PPOResult(setup.policy, log, updates, getattr(setup.state, "obs_rms", None))
 
 
 __all__ = [
     "PENDULUM",
     "Batch",
+    "BatchedEnvState",
     "FusedAdam",
     "OnPolicyConfig",
     "OnPolicySetup",
@@ -963,6 +1051,7 @@ __all__ = [
     "backward",
     "clip_grad_norm",
     "clip_objective",
+    "collect_batched_rollout",
     "collect_rollout",
     "cpi_objective",
     "flatten_rollout",
@@ -973,6 +1062,7 @@ __all__ = [
     "policy_loss",
     "ppo_iteration",
     "ppo_update",
+    "reset_batched_env",
     "reset_ppo_envs",
     "rollout_advantages",
     "run_on_policy",

@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: fastest for these small networks)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--env-backend", choices=("gymnasium", "batched"), default=None,
+                        help="ppo only: 'batched' steps rlteach.envs on the training device (default: gymnasium)")
     return parser
 
 
@@ -137,8 +139,15 @@ def _resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple
     changes: dict[str, Any] = {"env_id": args.env_id}
     if args.steps is not None:
         changes["total_steps"] = args.steps
+    if args.env_backend is not None:
+        if args.algorithm.lower() != "ppo":
+            parser.error(f"--env-backend: only ppo runs on the batched environments, not {args.algorithm}")
+        changes["env_backend"] = args.env_backend
     base = next((preset for preset in algorithm.presets if preset.env_id == args.env_id), None)
-    config = dataclasses.replace(base if base is not None else algorithm.config(), **changes)
+    try:
+        config = dataclasses.replace(base if base is not None else algorithm.config(), **changes)
+    except ValueError as err:
+        parser.error(str(err))
     return algorithm, config, device
 
 

@@ -533,4 +533,4 @@ def train_trpo(config: TRPOConfig, seed: int, *, device: str | torch.device = "c
     log, updates = run_on_policy("TRPO", config, setup,
                                  functools.partial(trpo_iteration, setup.policy, vf_optimizer, config, setup.generator),
                                  progress=progress, on_episode=on_episode, target_return=target_return, window=window)
-    return TRPOResult(setup.policy, log, updates, setup.state.obs_rms)
+    return TRPOResult(setup.policy, log, updates, getattr(setup.state, "obs_rms", None))

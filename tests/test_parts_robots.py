@@ -54,6 +54,7 @@ def test_the_topic_has_four_parts_one_behavioural():
     assert BatchedCartPole._dynamics in PARTS["cartpole_step"].sealed
 
 
+@pytest.mark.slow  # over half a second: Riccati iterations and 500-step CartPole batches
 @pytest.mark.parametrize("name", NAMES)
 def test_every_reference_scores_full_marks(name):
     part = PARTS[name]
@@ -106,6 +107,7 @@ def test_the_auto_reset_reference_is_the_library_step():
     assert ends > 50
 
 
+@pytest.mark.slow  # over half a second: Riccati iterations and 500-step CartPole batches
 def test_the_unchanged_variants_are_the_references():
     for case in cases("cartpole_step", 2).values():
         args, _ = case.arguments(CPU)
@@ -167,12 +169,14 @@ def test_the_lqr_probes_score_below_full_marks_and_are_named(hint):
     _below_full_and_named(lambda *a: P._lqr_variant(*a, **LQR_PROBES[hint]), "lqr_gain", hint)
 
 
+@pytest.mark.slow  # over half a second: Riccati iterations and 500-step CartPole batches
 def test_a_sign_flipped_gain_neither_stabilises_nor_balances_and_is_told_so():
     judged = verdicts(lambda *a: P._lqr_variant(*a, sign=-1.0), "lqr_cartpole")
     assert all(v.score == 0.0 for v in judged)
     assert all("return K (not −K)" in v.message and "poles fell" in v.message for v in judged)
 
 
+@pytest.mark.slow  # over half a second: Riccati iterations and 500-step CartPole batches
 def test_one_sweep_fails_the_behavioural_part_but_an_inexact_stabilising_gain_passes_it():
     """The behavioural part judges what the gain does: one Riccati sweep is unstable and drops
     poles; 50 sweeps (far from converged, K off by percents) still balance every case."""
@@ -274,6 +278,7 @@ def test_calling_the_references_scores_zero():
     assert "sealed" in failure(lambda A, B, Q, R: dare(A, B, Q, R).K, "lqr_cartpole", seed=0)
 
 
+@pytest.mark.slow  # over half a second: Riccati iterations and 500-step CartPole batches
 def test_a_gain_may_use_library_code_its_part_does_not_seal():
     """The LQR parts leave the environment and the linearisation usable."""
     def with_a_rollout(A, B, Q, R):

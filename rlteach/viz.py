@@ -7,11 +7,13 @@ A few small data functions (:func:`prox_field`, :func:`prox_scene`, :func:`level
 for lecture 03 :func:`trust_region_scene`, :func:`gaussian_kl_scene`, :func:`bimodal_fit_scene`,
 :func:`simplex_ball_scene`, :func:`mirror_step_scene`, :func:`level_grid_of`; for lecture 04
 :func:`advantage_tradeoff`, :func:`rolling_mean`; for lecture 06 :func:`ppo_clip_scene`,
-:func:`flat_intervals`) prepare the arrays
+:func:`flat_intervals`; for lecture 07 :func:`repeat_counts`, :func:`rlhf_beta_point`,
+:func:`utility_peak`) prepare the arrays
 a figure needs, calling :mod:`rlteach.prox`, :mod:`rlteach.trust_region`, :mod:`rlteach.kl` and :mod:`rlteach.advantages`
 for the math, and the readouts (:func:`prox_readout`, :func:`explorer_title`,
 :func:`trust_region_readout`, :func:`kl_direction_readout`, :func:`simplex_ball_readout`,
 :func:`mirror_readout`, :func:`advantage_readout`, :func:`ppo_clip_readout`, :func:`clip_branch`,
+:func:`rlhf_beta_readout`,
 :func:`format_number`) turn results into text; they return arrays or
 strings and draw nothing."""
 
@@ -1707,3 +1709,318 @@ def ppo_clip_readout(scenes: Sequence[ClipScene], ratio: float) -> str:
     return (f"<b>r = {ratio:.2f}, ε = {eps:.2f}</b> (clip range [{1 - eps:.2f}, {1 + eps:.2f}])"
             "<table><tr><th></th><th>L^CPI</th><th>L^CLIP</th><th>gap</th><th>dL^CPI/dr</th><th>dL^CLIP/dr</th>"
             "<th>the min takes</th><th>flat on the grid</th></tr>" + "".join(rows) + "</table>")
+
+
+# ----------------------------------------------------------------------------------------
+# Lecture 07: RLHF, the KL-regularised optimum against β and reward over-optimization
+# ----------------------------------------------------------------------------------------
+
+
+def repeat_counts(tokens: Tensor, task: Any) -> Tensor:
+    r"""Number of words of each response that repeat the word before them, shape (B,), int64.
+
+    The term of :class:`rlteach.rlhf.Utility` that the labellers penalise:
+    :math:`\#\{t \ge 1 : y_t = y_{t-1},\ y_t \ne \mathrm{EOS}\}`.
+
+    Parameters
+    ----------
+    tokens : Tensor of int64, shape (B, L)
+        EOS-padded responses of ``task`` (a :class:`rlteach.rlhf.TokenTask`).
+    """
+    from rlteach.rlhf import response_mask  # here, not at the top: the lectures before RLHF import viz without it
+
+    is_word = response_mask(tokens, task) & (tokens != task.eos)
+    return (is_word[:, 1:] & (tokens[:, 1:] == tokens[:, :-1])).sum(1)
+
+
+class BetaPoint(NamedTuple):
+    r"""What the closed-form optimum :math:`\pi^*_\beta \propto \pi_{ref}\,e^{\hat r/\beta}` achieves at one β.
+
+    Computed exactly over every listed response by :func:`rlhf_beta_point` (with
+    :func:`rlteach.rlhf.optimum_summary`); ``ref_*`` are the reference policy's values.
+    """
+
+    beta: float
+    reward: float  # E_π*[r̂], the learned reward that π* maximises (with the KL penalty)
+    utility: float  # E_π*[u], the true utility
+    kl: float  # KL(π* ‖ π_ref) in nats
+    ref_reward: float  # E_π_ref[r̂]
+    ref_utility: float  # E_π_ref[u]
+    repeats: np.ndarray  # (K,) 0, 1, ..., K-1 repeated words
+    ref_mass: np.ndarray  # (K,) π_ref's probability of a response with that many repeated words
+    opt_mass: np.ndarray  # (K,) π*_β's
+
+
+def rlhf_beta_point(ref_logp: Tensor, reward: Tensor, utility: Tensor, repeats: Tensor, beta: float) -> BetaPoint:
+    r"""Learned reward, true utility, KL to the reference and the mass on repeated words of :math:`\pi^*_\beta`.
+
+    .. math:: \pi^*_\beta(y) = \frac{\pi_{ref}(y)\,e^{\hat r(y)/\beta}}{\sum_{y'}\pi_{ref}(y')\,e^{\hat r(y')/\beta}}
+
+    Parameters
+    ----------
+    ref_logp, reward, utility : Tensor, shape (M,)
+        :math:`\log\pi_{ref}(y)`, :math:`\hat r(y)` and :math:`u(y)` over every response
+        (:func:`rlteach.rlhf.all_responses`); ``ref_logp`` normalised.
+    repeats : Tensor of int, shape (M,)
+        Repeated words of each response (:func:`repeat_counts`).
+    beta : float
+        β > 0.
+    """
+    from rlteach.rlhf import optimal_policy_logp, optimum_summary
+
+    if not (math.isfinite(float(beta)) and float(beta) > 0):
+        raise ValueError(f"beta must be a finite β > 0, got {beta}")
+    if not ref_logp.shape == reward.shape == utility.shape == repeats.shape or ref_logp.dim() != 1:
+        raise ValueError(f"ref_logp {tuple(ref_logp.shape)}, reward {tuple(reward.shape)}, utility "
+                         f"{tuple(utility.shape)} and repeats {tuple(repeats.shape)}: expected one shape (M,)")
+    dtype = ref_logp.dtype
+    s = optimum_summary(ref_logp, reward.to(dtype), utility.to(dtype), torch.tensor([float(beta)], dtype=dtype))
+    p_ref, p_opt = ref_logp.exp(), optimal_policy_logp(ref_logp, reward.to(dtype), float(beta)).exp()
+    k = int(repeats.max()) + 1
+    ref_mass = torch.zeros(k, dtype=dtype).index_add_(0, repeats.long(), p_ref)  # Σ π_ref(y) by repeat count
+    opt_mass = torch.zeros(k, dtype=dtype).index_add_(0, repeats.long(), p_opt)
+    return BetaPoint(float(beta), float(s.reward[0]), float(s.utility[0]), float(s.kl[0]),
+                     float((p_ref * reward.to(dtype)).sum()), float((p_ref * utility.to(dtype)).sum()),
+                     np.arange(k), _numpy(ref_mass), _numpy(opt_mass))
+
+
+def utility_peak(summary: Any) -> tuple[float, float]:
+    """The β of the grid where E_π*[u] is largest, and that largest E[u] (an
+    :class:`rlteach.rlhf.OptimumSummary`)."""
+    i = int(torch.as_tensor(summary.utility).argmax())
+    return float(summary.betas[i]), float(summary.utility[i])
+
+
+def draw_overoptimization(axes: Sequence[Axes], summary: Any, *, point: BetaPoint | None = None,
+                          trained: Mapping[float, tuple[float, float, float]] | None = None,
+                          title: str | None = None) -> Sequence[Axes]:
+    r"""Reward over-optimization: what :math:`\pi^*_\beta` achieves against β (log axis), in two panels.
+
+    Left: :math:`\mathbb E_{\pi^*}[\hat r]` and :math:`\mathbb E_{\pi^*}[u]`, the reference
+    policy's values (β → ∞) as dotted lines and the β where E[u] peaks as a vertical line.
+    Right: :math:`\mathrm{KL}(\pi^*_\beta\|\pi_{ref})` (log axis). ``point`` (from
+    :func:`rlhf_beta_point`) is marked on both; ``trained`` maps a β to (E[r̂], E[u], KL) of a
+    trained policy, drawn as crosses.
+
+    Parameters
+    ----------
+    axes : two Axes
+    summary : rlteach.rlhf.OptimumSummary
+        Over a grid of β (:func:`rlteach.rlhf.optimum_summary`).
+    """
+    ax_r, ax_kl = axes
+    betas = _numpy(torch.as_tensor(summary.betas))
+    peak_beta, peak_u = utility_peak(summary)
+    ax_r.plot(betas, _numpy(torch.as_tensor(summary.reward)), color="tab:blue", linewidth=2,
+              label=r"learned reward $E_{\pi^*}[\hat r]$")
+    ax_r.plot(betas, _numpy(torch.as_tensor(summary.utility)), color="tab:red", linewidth=2,
+              label=r"true utility $E_{\pi^*}[u]$")
+    ax_r.axvline(peak_beta, color="tab:red", linestyle="--", linewidth=1,
+                 label=f"E[u] peaks: β = {peak_beta:.3g}, E[u] = {peak_u:.3g}")
+    ax_kl.plot(betas, _numpy(torch.as_tensor(summary.kl)), color="tab:purple", linewidth=2,
+               label=r"KL$(\pi^*_\beta\,\|\,\pi_{ref})$")
+    ax_kl.axvline(peak_beta, color="tab:red", linestyle="--", linewidth=1, label=f"β = {peak_beta:.3g} (E[u] peaks)")
+    if point is not None:
+        ax_r.axhline(point.ref_reward, color="tab:blue", linestyle=":", linewidth=1,
+                     label=f"π_ref: E[r̂] = {point.ref_reward:.3g}")
+        ax_r.axhline(point.ref_utility, color="tab:red", linestyle=":", linewidth=1,
+                     label=f"π_ref: E[u] = {point.ref_utility:.3g}")
+        ax_r.plot([point.beta], [point.reward], "o", color="tab:blue", markeredgecolor="black", markersize=8,
+                  label=f"β = {point.beta:.3g}: E[r̂] = {point.reward:.3g}")
+        ax_r.plot([point.beta], [point.utility], "o", color="tab:red", markeredgecolor="black", markersize=8,
+                  label=f"β = {point.beta:.3g}: E[u] = {point.utility:.3g}")
+        ax_kl.plot([point.beta], [point.kl], "o", color="tab:purple", markeredgecolor="black", markersize=8,
+                   label=f"β = {point.beta:.3g}: KL = {point.kl:.3g}")
+    for k, (beta, (r, u, kl_value)) in enumerate(sorted((trained or {}).items())):
+        ax_r.plot([beta], [r], "x", color="tab:blue", markersize=10, mew=2.5,
+                  label="PPO-trained: E[r̂]" if k == 0 else None)
+        ax_r.plot([beta], [u], "x", color="tab:red", markersize=10, mew=2.5,
+                  label="PPO-trained: E[u]" if k == 0 else None)
+        ax_kl.plot([beta], [kl_value], "x", color="tab:purple", markersize=10, mew=2.5,
+                   label="PPO-trained" if k == 0 else None)
+    for ax in (ax_r, ax_kl):
+        ax.set_xscale("log")
+        ax.set_xlabel("β (KL penalty coefficient), log scale")
+        ax.grid(True, alpha=0.3)
+    ax_r.legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2)  # below: the curves fill the axes
+    ax_kl.legend(fontsize="small", loc="best")
+    ax_kl.set_yscale("log")
+    ax_r.set_ylabel("expectation under the optimal policy π*_β")
+    ax_kl.set_ylabel("KL(π*_β ‖ π_ref) [nats]")
+    ax_r.set_title(title or f"Below β = {peak_beta:.3g} the learned reward keeps rising\nwhile the true utility falls",
+                   fontsize="medium")
+    ax_kl.set_title("Smaller β: the optimum moves\nfurther from π_ref", fontsize="medium")
+    return axes
+
+
+def draw_repeat_mass(ax: Axes, point: BetaPoint, *, title: str | None = None) -> Axes:
+    """Bars of the probability that π_ref and π*_β give to responses with 0, 1, 2, ... repeated words."""
+    width = 0.38
+    ax.bar(point.repeats - width / 2, point.ref_mass, width, color="0.6", label="π_ref")
+    ax.bar(point.repeats + width / 2, point.opt_mass, width, color="tab:orange", label=f"π*_β, β = {point.beta:.3g}")
+    ax.set_xticks(point.repeats)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("repeated words in the response")
+    ax.set_ylabel("probability")
+    share = float(point.opt_mass[1:].sum())
+    ax.set_title(title or f"π*_β repeats a word with probability {share:.1%}\n"
+                          f"(π_ref {float(point.ref_mass[1:].sum()):.1%}); each repeat costs u", fontsize="medium")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def rlhf_beta_readout(point: BetaPoint, summary: Any) -> str:
+    """An HTML table of E[r̂], E[u] and KL(π*‖π_ref) at the point's β, beside π_ref and the β where E[u] peaks."""
+    peak_beta, peak_u = utility_peak(summary)
+    verdict = ("past the peak: lowering β further raises the learned reward and lowers the true utility"
+               if point.beta < peak_beta else "at or above the peak of the true utility")
+    return (f"<b>β = {point.beta:.3g}</b> ({verdict}; on the grid E[u] peaks at β = {peak_beta:.3g}, "
+            f"E[u] = {peak_u:.3f})"
+            "<table><tr><th></th><th>learned reward E[r̂]</th><th>true utility E[u]</th><th>KL to π_ref [nats]</th>"
+            f"<th>repeating a word</th></tr>"
+            f"<tr><td>π*_β</td><td>{point.reward:.3f}</td><td>{point.utility:.3f}</td><td>{point.kl:.3f}</td>"
+            f"<td>{float(point.opt_mass[1:].sum()):.1%}</td></tr>"
+            f"<tr><td>π_ref</td><td>{point.ref_reward:.3f}</td><td>{point.ref_utility:.3f}</td><td>0</td>"
+            f"<td>{float(point.ref_mass[1:].sum()):.1%}</td></tr></table>")
+
+
+# ----------------------------------------------------------------------------------------
+# Lecture 08: throughput against the number of environments, return along a parameter
+# shift (the sim-to-real gap), compute spent against return
+# ----------------------------------------------------------------------------------------
+
+
+def draw_throughput(ax: Axes, sizes: Sequence[int], rates: Mapping[str, Sequence[float]], *,
+                    title: str | None = None) -> Axes:
+    """Environment steps per second against the number of environments N, one line per simulator, log-log.
+
+    ``rates[label][j]`` is the throughput (N × steps / s) measured at ``sizes[j]``; the default
+    title names the fastest measurement.
+    """
+    n = np.asarray(sizes, dtype=np.float64)
+    best_label, best_j, best_rate = "", 0, -math.inf
+    for label, values in rates.items():
+        y = np.asarray(values, dtype=np.float64)
+        if y.shape != n.shape:
+            raise ValueError(f"rates[{label!r}] has {y.size} values for {n.size} sizes")
+        ax.plot(n, y, "o-", linewidth=2, label=label)
+        j = int(np.nanargmax(y))
+        if y[j] > best_rate:
+            best_label, best_j, best_rate = label, j, float(y[j])
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("number of environments N (one tensor operation steps them all)")
+    ax.set_ylabel("environment steps per second")
+    ax.set_title(title or f"Throughput grows with N: {best_label} peaks at {best_rate:,.0f} steps/s (N = {int(n[best_j])})",
+                 fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax
+
+
+class ShiftBand(NamedTuple):
+    """One controller's return along a parameter shift, pooled over training seeds (:func:`pool_shift_curves`)."""
+
+    name: str  # the shifted parameter
+    values: np.ndarray  # (V,) its value on each "real" system
+    mean: np.ndarray  # (V,) mean over seeds of each seed's mean return
+    stderr: np.ndarray  # (V,) standard error: over seeds (sd/√S) when S ≥ 2, else over the one run's environments
+    per_seed: np.ndarray  # (S, V) each seed's mean return
+
+    @property
+    def seeds(self) -> int:
+        """S, the number of runs pooled."""
+        return int(self.per_seed.shape[0])
+
+
+def pool_shift_curves(curves: Sequence[Any]) -> ShiftBand:
+    r"""Pool :class:`rlteach.sim2real.ShiftCurve` s of one controller trained with S seeds.
+
+    The mean is :math:`\bar R(v) = \frac1S\sum_s \bar R_s(v)`; with S ≥ 2 its standard error is the
+    spread between seeds, :math:`\mathrm{sd}_s(\bar R_s(v))/\sqrt S` (what another training run
+    would change); with one curve it is that curve's standard error over environments (start
+    states only, blind to the training seed).
+    """
+    if not curves:
+        raise ValueError("pool_shift_curves: no curves")
+    values = np.asarray(curves[0].values, dtype=np.float64)
+    for c in curves:
+        if c.name != curves[0].name or not np.array_equal(np.asarray(c.values, dtype=np.float64), values):
+            raise ValueError("pool_shift_curves: every curve must shift the same parameter over the same values")
+    per_seed = np.stack([np.asarray(c.mean, dtype=np.float64) for c in curves])
+    if len(curves) >= 2:
+        stderr = per_seed.std(axis=0, ddof=1) / math.sqrt(len(curves))
+    else:
+        stderr = np.asarray(curves[0].stderr, dtype=np.float64)
+    return ShiftBand(curves[0].name, values, per_seed.mean(axis=0), stderr, per_seed)
+
+
+def _band_index(band: ShiftBand, value: float) -> int:
+    hits = np.flatnonzero(np.isclose(band.values, value, rtol=0, atol=1e-9))
+    if hits.size == 0:
+        raise ValueError(f"{band.name} = {value} is not on the grid {band.values.tolist()}")
+    return int(hits[0])
+
+
+def draw_shift_curves(ax: Axes, bands: Mapping[str, ShiftBand], *, xlabel: str, title: str,
+                      nominal: float | None = None, marker: float | None = None, max_return: float | None = 500.0) -> Axes:
+    """Mean return (± one standard error) against the shifted parameter, one line per controller.
+
+    ``nominal`` marks the simulator's value (where the policies were trained), ``marker`` a
+    chosen "real" system (the slider's), ``max_return`` the time limit.
+    """
+    for label, band in bands.items():
+        how = f"{band.seeds} seeds" if band.seeds > 1 else "1 run"
+        ax.errorbar(band.values, band.mean, yerr=band.stderr, marker="o", capsize=3, linewidth=2,
+                    label=f"{label} ({how})")
+    if max_return is not None:
+        ax.axhline(max_return, color="black", linestyle="--", linewidth=1, label=f"time limit: {max_return:g}")
+    if nominal is not None:
+        ax.axvline(nominal, color="0.5", linestyle=":", linewidth=1.5, label=f"simulator (nominal): {nominal:g}")
+    if marker is not None:
+        ax.axvline(marker, color="tab:red", linewidth=1, alpha=0.6, label=f"'real' system: {marker:g}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mean return on the 'real' system (± s.e.)")
+    ax.set_title(title, fontsize="medium")
+    ax.set_ylim(bottom=0.0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return ax
+
+
+def shift_readout(bands: Mapping[str, ShiftBand], value: float) -> str:
+    """An HTML table of each controller's mean return (± s.e.) on the system where the parameter equals ``value``."""
+    first = next(iter(bands.values()))
+    rows = []
+    for label, band in bands.items():
+        j = _band_index(band, value)
+        rows.append(f"<tr><td>{label}</td><td>{band.mean[j]:.1f} ± {band.stderr[j]:.1f}</td>"
+                    f"<td>{', '.join(f'{r:.0f}' for r in band.per_seed[:, j])}</td></tr>")
+    best = max(bands, key=lambda k: bands[k].mean[_band_index(bands[k], value)])
+    return (f"<b>{first.name} = {value:g}</b>: highest mean return {best}"
+            "<table><tr><th>controller</th><th>mean return ± s.e.</th><th>per run</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def draw_compute_against_return(ax: Axes, points: Mapping[str, tuple[float, float, float]], *,
+                                title: str | None = None) -> Axes:
+    """Each controller as a point: compute spent to obtain it (seconds, log scale) against its return.
+
+    ``points[label] = (seconds, mean_return, stderr)``; the default title names the controller
+    with the highest return and how much less compute it took than the costliest one.
+    """
+    for label, (seconds, mean, se) in points.items():
+        ax.errorbar([seconds], [mean], yerr=[se], marker="o", markersize=9, capsize=4, linestyle="none",
+                    label=f"{label}: {format_number(seconds)} s, return {mean:.0f} ± {se:.0f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("compute to obtain the controller [s, log scale]")
+    ax.set_ylabel("mean return over the shifted systems (± s.e.)")
+    best = max(points, key=lambda k: points[k][1])
+    costliest = max(points, key=lambda k: points[k][0])
+    factor = points[costliest][0] / points[best][0]
+    ax.set_title(title or f"{best} has the highest return at {factor:,.0f}× less compute than {costliest}",
+                 fontsize="medium")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return ax

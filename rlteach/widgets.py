@@ -4,6 +4,7 @@ plain computation in a math module and a drawing function in :mod:`rlteach.viz`;
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from rlteach.importance import (
 )
 from rlteach.viz import (
     AdvantageTradeoff,
+    BetaPoint,
     BimodalFitScene,
     ClipScene,
     GaussianKLScene,
@@ -39,8 +41,10 @@ from rlteach.viz import (
     draw_gaussian_kl,
     draw_is_experiment,
     draw_mirror_step,
+    draw_overoptimization,
     draw_ppo_clip,
     draw_prox_scene,
+    draw_repeat_mass,
     draw_simplex_balls,
     draw_step_comparison,
     draw_trust_region_scene,
@@ -54,6 +58,8 @@ from rlteach.viz import (
     ppo_clip_scene,
     prox_readout,
     prox_scene,
+    rlhf_beta_point,
+    rlhf_beta_readout,
     simplex_ball_readout,
     simplex_ball_scene,
     step_comparison,
@@ -571,3 +577,145 @@ class PPOClipExplorer:
     def widget(self) -> widgets.Widget:
         """The sliders and the readout above the figure, ready to display."""
         return widgets.VBox([widgets.HBox([self.eps_slider, self.ratio_slider]), self.readout, self.output])
+
+
+@dataclass
+class RLHFBetaExplorer:
+    r"""The KL-regularised optimum :math:`\pi^*_\beta \propto \pi_{ref}\,e^{\hat r/\beta}` of RLHF, with a slider over β.
+
+    Built from the enumerable task's arrays over every response: ``ref_logp``
+    (:math:`\log\pi_{ref}`), ``reward`` (the learned :math:`\hat r`), ``utility`` (the hidden
+    :math:`u`) and ``repeats`` (:func:`~rlteach.viz.repeat_counts`). The curves over β are
+    computed once (:func:`rlteach.rlhf.optimum_summary` on ``betas``); each move of the log
+    slider recomputes the point at β (:func:`~rlteach.viz.rlhf_beta_point`), redraws
+    :func:`~rlteach.viz.draw_overoptimization` with the point marked and
+    :func:`~rlteach.viz.draw_repeat_mass`, and the readout
+    (:func:`~rlteach.viz.rlhf_beta_readout`) gives E[r̂], E[u] and KL(π*‖π_ref) at β beside π_ref's.
+    """
+
+    ref_logp: torch.Tensor
+    reward: torch.Tensor
+    utility: torch.Tensor
+    repeats: torch.Tensor
+    beta: float = 0.5  # in [0.01, 10], on the slider's grid 10^(0.05 k)
+    betas: torch.Tensor | None = None  # the curves' grid; 61 points log-spaced on [0.01, 10] by default
+
+    def __post_init__(self) -> None:
+        from rlteach.rlhf import optimum_summary
+
+        if not 0.01 <= self.beta <= 10.0:
+            raise ValueError(f"beta must lie in [0.01, 10] (the slider's range), got {self.beta}")
+        dtype = self.ref_logp.dtype
+        grid = torch.logspace(-2, 1, 61, dtype=dtype) if self.betas is None else self.betas.to(dtype)
+        self.summary = optimum_summary(self.ref_logp, self.reward.to(dtype), self.utility.to(dtype), grid)
+        self.beta_slider = widgets.FloatLogSlider(value=self.beta, base=10, min=-2, max=1, step=0.05, description="β",
+                                                  readout_format=".3g", continuous_update=False)
+        self.readout = widgets.HTML()
+        self.image = widgets.Image(format="png")  # the figure as a PNG: no Output widget to route display messages
+        self.figure = Figure(figsize=(15, 5.4))
+        self.point: BetaPoint | None = None
+        self.beta_slider.observe(lambda _change: self.update(), names="value")
+        self.update()
+
+    def update(self) -> BetaPoint:
+        """Recompute the optimum at the slider's β and redraw the figure and the readout."""
+        self.point = rlhf_beta_point(self.ref_logp, self.reward, self.utility, self.repeats,
+                                     float(self.beta_slider.value))
+        self.figure.clear()
+        ax_r, ax_kl, ax_mass = self.figure.subplots(1, 3, gridspec_kw={"width_ratios": (1.3, 1.0, 1.0)})
+        draw_overoptimization((ax_r, ax_kl), self.summary, point=self.point)
+        draw_repeat_mass(ax_mass, self.point)
+        self.figure.tight_layout()
+        self.readout.value = rlhf_beta_readout(self.point, self.summary)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()
+        return self.point
+
+    def widget(self) -> widgets.Widget:
+        """The slider and the readout above the figure, ready to display."""
+        return widgets.VBox([self.beta_slider, self.readout, self.image])
+
+
+@dataclass
+class SimToRealExplorer:
+    """The sim-to-real gap with a slider: return on a "real" system against how far its parameter is shifted.
+
+    ``bands[parameter][controller]`` holds :class:`~rlteach.viz.ShiftBand` s computed beforehand
+    (:func:`rlteach.sim2real.shift_curve` per seed, pooled by :func:`~rlteach.viz.pool_shift_curves`);
+    ``nominal[parameter]`` is the simulator's value. A dropdown picks the parameter, a slider
+    the "real" system on its grid; every change redraws :func:`~rlteach.viz.draw_shift_curves`
+    with that system marked and the readout (:func:`~rlteach.viz.shift_readout`) gives each
+    controller's mean return there. :meth:`update` returns those numbers.
+    """
+
+    bands: Mapping[str, Mapping[str, Any]]  # parameter → controller → rlteach.viz.ShiftBand
+    nominal: Mapping[str, float]
+    parameter: str | None = None  # the first of ``bands`` by default
+    value: float | None = None  # on the parameter's grid; its nominal value by default
+    labels: Mapping[str, str] = field(default_factory=dict)  # parameter → x-axis label
+
+    def __post_init__(self) -> None:
+        if not self.bands:
+            raise ValueError("SimToRealExplorer: no bands")
+        parameter = self.parameter or next(iter(self.bands))
+        if parameter not in self.bands:
+            raise ValueError(f"parameter {parameter!r} not in {list(self.bands)}")
+        self.parameter_menu = widgets.Dropdown(options=list(self.bands), value=parameter, description="shift")
+        self.value_slider = widgets.SelectionSlider(options=self._grid(parameter), description="real value",
+                                                    continuous_update=False)
+        self.value_slider.value = self._on_grid(parameter, self.value if self.value is not None
+                                                else self.nominal.get(parameter, self._grid(parameter)[0]))
+        self.readout = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.figure = Figure(figsize=(8, 4.4))
+        self.returns: dict[str, tuple[float, float]] = {}
+        self._switching = False
+        self.parameter_menu.observe(lambda _change: self._switch(), names="value")
+        self.value_slider.observe(lambda _change: None if self._switching else self.update(), names="value")
+        self.update()
+
+    def _grid(self, parameter: str) -> list[float]:
+        return [float(v) for v in next(iter(self.bands[parameter].values())).values]
+
+    def _on_grid(self, parameter: str, value: float) -> float:
+        grid = self._grid(parameter)
+        return min(grid, key=lambda v: abs(v - value))
+
+    def _switch(self) -> None:
+        parameter = str(self.parameter_menu.value)
+        self._switching = True
+        try:
+            self.value_slider.options = self._grid(parameter)
+            self.value_slider.value = self._on_grid(parameter, self.nominal.get(parameter, self._grid(parameter)[0]))
+        finally:
+            self._switching = False
+        self.update()
+
+    def update(self) -> dict[str, tuple[float, float]]:
+        """Read the mean return (and its s.e.) of every controller at the slider's system; redraw figure and readout."""
+        from rlteach.viz import draw_shift_curves, shift_readout  # lecture 08's, imported where used
+
+        parameter, value = str(self.parameter_menu.value), float(self.value_slider.value)
+        bands = self.bands[parameter]
+        self.returns = {}
+        for label, band in bands.items():
+            distances = [abs(float(v) - value) for v in band.values]
+            j = distances.index(min(distances))
+            self.returns[label] = (float(band.mean[j]), float(band.stderr[j]))
+        self.figure.clear()
+        ax = self.figure.subplots()
+        draw_shift_curves(ax, bands, xlabel=self.labels.get(parameter, parameter),
+                          title=f"On the system with {parameter} = {value:g}: "
+                                + ", ".join(f"{k} {m:.0f}" for k, (m, _) in self.returns.items()),
+                          nominal=self.nominal.get(parameter), marker=value)
+        self.figure.tight_layout()
+        self.readout.value = shift_readout(bands, value)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()
+        return self.returns
+
+    def widget(self) -> widgets.Widget:
+        """The dropdown, the slider and the readout above the figure, ready to display."""
+        return widgets.VBox([widgets.HBox([self.parameter_menu, self.value_slider]), self.readout, self.image])

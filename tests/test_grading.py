@@ -40,7 +40,7 @@ def reference_outcomes(part, cases, device=CPU):
 SLOW_TO_CHECK = {  # over a second of CPU each, for the reference or the known mistakes: the slow tier
     "dykstra", "natural_gradient_step", "fisher_vector_product", "trpo_step", "one_step_actor_critic",
     "ppo_update", "ppo_cartpole", "ppo_policy_loss", "td_n_targets", "conjugate_gradient", "replay_buffer",
-    "trpo_bandit", "reward_model_training", "cartpole_step", "auto_reset", "lqr_gain", "lqr_cartpole",
+    "trpo_bandit", "reward_model_training", "cartpole_step", "auto_reset", "lqr_gain", "lqr_cartpole", "dpo_training",
 }
 
 

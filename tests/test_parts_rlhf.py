@@ -3,7 +3,9 @@ variants behind the known mistakes reduce to the references when nothing is chan
 mistakes the exercise's brief names score below full marks with their hint, the edge cases do
 what their names say (overflow of the naive forms, padding, π* = π_ref), and the behavioural
 reward-model part catches a loop that learns the opposite, never steps, steps on the whole
-data set or does not shuffle."""
+data set or does not shuffle; the behavioural DPO part scores a correct loop full marks and
+names the swapped pairs, the missing reference log-ratio, β outside the sigmoid and a gradient
+into the reference."""
 
 import math
 
@@ -18,7 +20,9 @@ from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import rlhf as P
 
 CPU = torch.device("cpu")
-NAMES = ("bradley_terry_loss", "kl_penalized_rewards", "reward_model_training", "optimal_policy", "kl_tradeoff")
+NAMES = ("bradley_terry_loss", "kl_penalized_rewards", "reward_model_training", "optimal_policy", "kl_tradeoff",
+         "dpo_training")
+BEHAVIOURAL = ("reward_model_training", "dpo_training")
 
 
 def reference_verdicts(name, seed=0):
@@ -43,18 +47,19 @@ def verdicts(fn, name, seed=0):
     return out
 
 
-def test_the_topic_has_five_parts_three_that_build_one_behavioural():
+def test_the_topic_has_six_parts_four_that_build_two_behavioural():
     assert all(name in PARTS for name in NAMES)
-    assert [name for name in NAMES if PARTS[name].behavioural] == ["reward_model_training"]
+    assert [name for name in NAMES if PARTS[name].behavioural] == list(BEHAVIOURAL)
     assert all(len(PARTS[name].mistakes) >= 3 for name in NAMES if not PARTS[name].behavioural)
     sealed = {fn for name in NAMES for fn in PARTS[name].sealed}
     for fn in (preferences.bradley_terry_loss, preferences.dpo_loss, rlhf.kl_penalized_rewards,
-               rlhf.optimal_policy_logp, rlhf.train_reward_model):
+               rlhf.optimal_policy_logp, rlhf.train_reward_model, rlhf.train_dpo):
         assert fn in sealed
+    assert {preferences.dpo_loss, rlhf.train_dpo} <= set(PARTS["dpo_training"].sealed)
     assert rlhf.response_mask not in sealed and rlhf.RewardModel not in sealed
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "reward_model_training"])
+@pytest.mark.parametrize("name", [n for n in NAMES if n not in BEHAVIOURAL])
 def test_the_references_score_full_marks(name):
     for verdict in reference_verdicts(name, seed=5):
         assert verdict.score == 1.0, verdict.message
@@ -235,3 +240,103 @@ def test_calling_the_references_scores_zero():
     with pytest.raises(CheckFailed, match="sealed"):
         check(lambda c, r: preferences.dpo_loss(c, r, torch.zeros_like(c), torch.zeros_like(r), 1.0)[0],
               "bradley_terry_loss", seed=0)
+
+
+# ------------------------------------------------------------------- the behavioural DPO part
+
+
+def _dpo_loop(policy, ref_policy, optimizer, chosen, rejected, beta, epochs, batch_size, generator, *,
+              swapped=False, anchored=True, beta_inside=True, ref_as_data=True, step=True):
+    """A student's DPO loop (the reference's log-probabilities per minibatch) with one thing changed."""
+    P_ = chosen.shape[0]
+    if swapped:
+        chosen, rejected = rejected, chosen
+    for _ in range(epochs):
+        order = torch.randperm(P_, generator=generator)
+        for start in range(0, P_, batch_size):
+            index = order[start:start + batch_size]
+            w, lose = chosen[index], rejected[index]
+            log_w, log_l = policy.sequence_logp(w), policy.sequence_logp(lose)
+            if anchored:
+                with torch.set_grad_enabled(not ref_as_data):
+                    ref_w, ref_l = ref_policy.sequence_logp(w), ref_policy.sequence_logp(lose)
+                log_w, log_l = log_w - ref_w, log_l - ref_l
+            delta = log_w - log_l
+            loss = -F.logsigmoid(beta * delta).mean() if beta_inside else -(beta * F.logsigmoid(delta)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            if step:
+                optimizer.step()
+
+
+def _dpo_judged(fn, seed=0, group="random", index=0):
+    part = PARTS["dpo_training"]
+    case = part.cases(seed, group)[index]
+    return H.judge_case(part, case, H.attempt(part, fn, case, CPU), CPU)
+
+
+@pytest.mark.slow
+def test_the_dpo_reference_and_a_correct_loop_score_full_marks():
+    assert all(v.score == 1.0 for v in reference_verdicts("dpo_training", seed=0))
+    judged = verdicts(_dpo_loop, "dpo_training", seed=7)
+    assert all(v.score == 1.0 for v in judged), [v.message for v in judged]
+
+
+@pytest.mark.slow
+def test_the_unchanged_dpo_variant_is_the_reference():
+    part = PARTS["dpo_training"]
+    (case,) = part.cases(3, "random")
+    states = []
+    for fn in (part.reference, P._dpo_variant):
+        args, kwargs = case.arguments(CPU)
+        fn(*args, **kwargs)
+        states.append(P.state_of(args[0]))
+    for name, value in states[0].items():
+        torch.testing.assert_close(states[1][name], value)
+
+
+@pytest.mark.slow
+def test_the_dpo_reference_gets_close_to_the_optimum_of_the_true_utility():
+    """KL(π_DPO‖π*_u) over all 4,680 responses is far below π_ref's on the random case."""
+    part = PARTS["dpo_training"]
+    (case,) = part.cases(0, "random")
+    args, kwargs = case.arguments(CPU)
+    part.reference(*args, **kwargs)
+    setup = P._dpo_setup(case.info["seed"])
+    star = rlhf.optimal_policy_logp(setup["ref_logp"], setup["u"], case.info["beta"])
+    kl = float(rlhf.sequence_kl(P._policy_logp(P.state_of(args[0])), star))
+    kl_ref = float(rlhf.sequence_kl(setup["ref_logp"], star))
+    assert kl < 0.05 and kl < 0.4 * kl_ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change, score, hint", [
+    (dict(swapped=True), 3 / 8, "preferred and rejected swapped"),
+    (dict(anchored=False), 3 / 8, "reference log-ratio missing (β·log π only)"),
+    (dict(beta_inside=False), 3 / 8, "β applied outside the sigmoid"),
+    (dict(ref_as_data=False), 7 / 8, "gradient flows into the reference"),
+    (dict(step=False), 2 / 8, "parameters did not change"),  # and no steps
+])
+def test_the_dpo_probes_lose_their_share_and_are_named(change, score, hint):
+    judged = _dpo_judged(lambda *a: _dpo_loop(*a, **change))
+    assert judged.score == pytest.approx(score)
+    assert any(hint in p for p in judged.problems), judged.problems
+
+
+@pytest.mark.slow
+def test_swapped_dpo_pairs_lower_the_true_utility():
+    part = PARTS["dpo_training"]
+    (case,) = part.cases(0, "random")
+    outcome = H.attempt(part, lambda *a: _dpo_loop(*a, swapped=True), case, CPU)
+    setup = P._dpo_setup(case.info["seed"])
+    logp = P._policy_logp(outcome.observed["result"]["state"])
+    assert float((logp.exp() * setup["u"]).sum()) < float((setup["ref_logp"].exp() * setup["u"]).sum())
+
+
+@pytest.mark.slow
+def test_calling_the_library_dpo_scores_zero():
+    def cheat(policy, ref_policy, optimizer, chosen, rejected, beta, epochs, batch_size, generator):
+        rlhf.train_dpo(policy, ref_policy, chosen, rejected, rlhf.DPOConfig(beta=beta, epochs=epochs), generator)
+
+    with pytest.raises(CheckFailed, match="sealed"):
+        check(cheat, "dpo_training", seed=0)

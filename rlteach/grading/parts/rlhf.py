@@ -3,12 +3,13 @@
 Two warm-ups, the Bradley-Terry loss (graded on its value and its gradients, at margins of
 ±1000 where ``log(sigmoid(·))`` is infinite) and the per-token KL-penalised rewards that PPO
 optimises (the learned reward at the response's last token, a penalty at each of its tokens,
-nothing in the padding, no gradient); then three parts that build: the reward-model
+nothing in the padding, no gradient); then four parts that build: the reward-model
 training loop, graded on what the trained model achieves (its ranking of held-out pairs of
 a token task by a hidden utility, within a budget of optimizer steps, reproducibly), the
-KL-regularised optimum over every response of an enumerable task, and the sweep over β that
+KL-regularised optimum over every response of an enumerable task, the sweep over β that
 reads off the learned reward, the true utility and the KL to the reference of the optimum
-(what the lecture's slider shows).
+(what the lecture's slider shows), and the DPO training loop, graded on how close the
+fine-tuned policy comes, over every response, to the optimum of the *true* utility.
 
 The references are the library's (:mod:`rlteach.preferences`, :mod:`rlteach.rlhf`); the
 variants behind the known mistakes are written here, each one switch away from the reference.
@@ -16,6 +17,8 @@ variants behind the known mistakes are written here, each one switch away from t
 
 from __future__ import annotations
 
+import copy
+import functools
 import math
 from typing import Any
 
@@ -382,6 +385,224 @@ def _sweep_observe(result: Any, args: tuple, kwargs: dict) -> Any:
     return result
 
 
+# ------------------------------------------------------------------- 6. DPO training loop
+
+DPO_PAIRS = 2000
+DPO_LR = 1e-3
+
+
+@functools.lru_cache(maxsize=8)
+def _dpo_setup(seed: int) -> dict[str, Any]:
+    """Steps 1 and 2 of RLHF without the reward model, from one seed (about 1.5 s, cached):
+    a bigram demonstrator and a hidden utility, π_ref pre-trained (150 steps) on 3,000 of the
+    demonstrator's responses, 2,000 preference pairs of π_ref's responses labelled with the
+    utility, and over all 4,680 responses log π_ref and u. Built on one thread, so that the
+    kernel and the grader build the same π_ref."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(seed)
+        demonstrator = rlhf.make_demonstrator(TASK, g)
+        utility = rlhf.make_utility(TASK, g, repeat_penalty=3.0, scale=1.0)
+        demos = rlhf.sample_bigram(demonstrator, 3000, TASK, g)
+        with torch.random.fork_rng(devices=[]):  # module construction draws from the global generator
+            ref_policy = rlhf.TokenPolicy(TASK, hidden=64, generator=g)
+        rlhf.pretrain(ref_policy, demos, rlhf.PretrainConfig(steps=150), g)
+        ref_policy.requires_grad_(False)
+        chosen, rejected = rlhf.preference_pairs(ref_policy, utility, DPO_PAIRS, g)
+        responses = rlhf.all_responses(TASK)
+        with torch.no_grad():
+            ref_logp = F.log_softmax(ref_policy.sequence_logp(responses).to(F64), 0)
+    finally:
+        torch.set_num_threads(threads)
+    return {"ref_policy": ref_policy, "chosen": chosen, "rejected": rejected, "ref_logp": ref_logp,
+            "u": rlhf.true_utility(responses, utility, TASK)}
+
+
+def _dpo_case(name: str, seed: int, num_pairs: int, beta: float, epochs: int, batch_size: int,
+              max_kl: float | None, fraction: float | None) -> Case:
+    setup = _dpo_setup(seed)
+    chosen, rejected = setup["chosen"][:num_pairs], setup["rejected"][:num_pairs]
+
+    def make(device: torch.device) -> Arguments:
+        policy = copy.deepcopy(setup["ref_policy"]).requires_grad_(True).to(device)
+        ref_policy = copy.deepcopy(setup["ref_policy"]).requires_grad_(True).to(device)  # a gradient could reach it
+        optimizer = torch.optim.Adam(policy.parameters(), lr=DPO_LR)
+        return (policy, ref_policy, optimizer, chosen.to(device), rejected.to(device), beta, epochs, batch_size,
+                torch.Generator().manual_seed(seed + 1)), {}
+    info = {"seed": seed, "num_pairs": num_pairs, "beta": beta, "epochs": epochs, "batch_size": batch_size,
+            "max_kl": max_kl, "fraction": fraction}
+    return Case(name, make=make, info=info)
+
+
+def _dpo_cases(seed: int, group: str) -> list[Case]:
+    """Thresholds measured with the reference on one thread before they were set: on the
+    random case (β = 2), over 31 seeds, KL(π_DPO‖π*_u) was 0.023–0.049 nats and at most 0.39
+    of π_ref's KL(π_ref‖π*_u) (0.065–0.76); the known mistakes gave 0.078–0.26 (β outside the
+    sigmoid), 0.72–2.4 (reference log-ratio missing) and 0.26–2.3 (pairs swapped). The cut,
+    the lesser of 0.07 nats and 0.6 of π_ref's, fails each mistake on every one of those
+    seeds. On the β = 0.5 edge case, over 29 seeds, π_DPO reached 0.20–1.94 nats, at most
+    0.34 of π_ref's (0.96–8.2); the cut is the lesser of 3 nats and 0.5 of π_ref's."""
+    base = seed % 9973
+    if group == "random":
+        return [_dpo_case(f"2,000 pairs, β = 2, 5 epochs of minibatches of 128, seed {base + 1}", base + 1, 2000, 2.0, 5,
+                          128, 0.07, 0.6)]
+    return [_dpo_case("β = 0.5, 1,500 pairs in minibatches of 96 (the last one smaller), 6 epochs", base + 2, 1500, 0.5,
+                      6, 96, 3.0, 0.5),
+            _dpo_case("minibatches larger than the data set (one step per epoch), 3 epochs", base + 2, 300, 2.0, 3,
+                      512, None, None)]
+
+
+def _dpo_reference(policy: rlhf.TokenPolicy, ref_policy: rlhf.TokenPolicy, optimizer: torch.optim.Optimizer,
+                   chosen: Tensor, rejected: Tensor, beta: float, epochs: int, batch_size: int,
+                   generator: torch.Generator) -> None:
+    """The library's loop (:func:`rlteach.rlhf.train_dpo`) with the optimizer given: the
+    reference's log-probabilities once, as data; each epoch a fresh ``randperm``, cut into
+    consecutive minibatches, one step each on the DPO loss."""
+    with torch.no_grad():
+        ref_chosen, ref_rejected = ref_policy.sequence_logp(chosen), ref_policy.sequence_logp(rejected)
+    for _ in range(epochs):
+        order = torch.randperm(chosen.shape[0], generator=generator).to(chosen.device)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            loss, _ = preferences.dpo_loss(policy.sequence_logp(chosen[index]), policy.sequence_logp(rejected[index]),
+                                           ref_chosen[index], ref_rejected[index], beta)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _dpo_variant(policy: rlhf.TokenPolicy, ref_policy: rlhf.TokenPolicy, optimizer: torch.optim.Optimizer,
+                 chosen: Tensor, rejected: Tensor, beta: float, epochs: int, batch_size: int,
+                 generator: torch.Generator, *, swapped: bool = False, anchored: bool = True,
+                 beta_inside: bool = True, ref_as_data: bool = True) -> None:
+    """The DPO loop with one piece changed: ``swapped`` preferred and rejected, ``anchored``
+    False drops log π_ref from the implicit reward, ``beta_inside`` False takes β·(−log σ(Δ)),
+    ``ref_as_data`` False recomputes log π_ref in every minibatch with the graph kept."""
+    with torch.no_grad():
+        ref_chosen, ref_rejected = ref_policy.sequence_logp(chosen), ref_policy.sequence_logp(rejected)
+    for _ in range(epochs):
+        order = torch.randperm(chosen.shape[0], generator=generator).to(chosen.device)
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            w, lose = (rejected[index], chosen[index]) if swapped else (chosen[index], rejected[index])
+            if ref_as_data:
+                ref_w, ref_l = (ref_rejected[index], ref_chosen[index]) if swapped else (ref_chosen[index],
+                                                                                          ref_rejected[index])
+            else:
+                ref_w, ref_l = ref_policy.sequence_logp(w), ref_policy.sequence_logp(lose)
+            ratio_w, ratio_l = policy.sequence_logp(w), policy.sequence_logp(lose)
+            if anchored:
+                ratio_w, ratio_l = ratio_w - ref_w, ratio_l - ref_l  # log π/π_ref of y_w and of y_l
+            margin = ratio_w - ratio_l
+            loss = -F.logsigmoid(beta * margin).mean() if beta_inside else -(beta * F.logsigmoid(margin)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+
+def _dpo_observe(result: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
+    policy, ref_policy, optimizer, generator = args[0], args[1], args[2], args[8]
+    ref_grad = any(p.grad is not None and bool((p.grad != 0).any()) for p in ref_policy.parameters())
+    return {"state": state_of(policy), "ref_state": state_of(ref_policy), "ref_grad": ref_grad,
+            "steps": _optimizer_steps(optimizer), "generator": generator.get_state()}
+
+
+def _policy_logp(state: dict[str, Tensor]) -> Tensor:
+    """log π over all 4,680 responses of the policy with parameters ``state``, float64."""
+    with torch.random.fork_rng(devices=[]):  # the global generator left alone
+        policy = rlhf.TokenPolicy(TASK, hidden=64)
+    policy.load_state_dict({k: v.to("cpu", torch.float32) for k, v in state.items()})
+    with torch.no_grad():
+        return F.log_softmax(policy.sequence_logp(rlhf.all_responses(TASK)).to(F64), 0)
+
+
+DPO_MISTAKES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("preferred and rejected swapped: the loss is −log σ(β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − "
+     "log π_ref(y_l))]) with y_w the chosen response; it must raise the chosen one's implicit reward",
+     dict(swapped=True)),
+    ("reference log-ratio missing (β·log π only): the implicit reward is β·log(π(y)/π_ref(y)); without "
+     "−log π_ref(y) nothing anchors π to the reference and it runs far past the optimum", dict(anchored=False)),
+    ("β applied outside the sigmoid: the loss is −log σ(β·Δ) with Δ the difference of the log-ratios; "
+     "β·(−log σ(Δ)) is DPO with β = 1 (Adam undoes the outer factor)", dict(beta_inside=False)),
+)
+
+
+def _dpo_lookalike(logp: Tensor, case: Case, gap: float) -> str | None:
+    """The known mistake whose policy, trained on this case in the grader, is nearest to the
+    answer's (by KL(π_answer‖π_mistake)), when it is within a quarter of ``gap``."""
+    best, best_kl = None, math.inf
+    for hint, change in DPO_MISTAKES:
+        args, _ = case.arguments(torch.device("cpu"))
+        _dpo_variant(*args, **change)
+        distance = float(rlhf.sequence_kl(logp, _policy_logp(state_of(args[0]))))
+        if distance < best_kl:
+            best, best_kl = hint, distance
+    return best if best_kl < 0.25 * gap else None
+
+
+def _dpo_approaches(observed: dict, case: Case) -> str | None:
+    info = case.info
+    setup = _dpo_setup(info["seed"])
+    state = observed["result"]["state"]
+    if all(torch.allclose(state[name].to("cpu", value.dtype), value, rtol=0.0, atol=1e-7)
+           for name, value in state_of(setup["ref_policy"]).items()):
+        return ("the policy's parameters did not change: your loop must train the policy it is given, in place, "
+                "with the optimizer it is given (loss.backward(), then optimizer.step())")
+    if info["max_kl"] is None:
+        return None
+    ref_logp, u = setup["ref_logp"], setup["u"]
+    star = rlhf.optimal_policy_logp(ref_logp, u, info["beta"])  # π*_u ∝ π_ref·exp(u/β), the true utility
+    logp = _policy_logp(state)
+    kl, kl_ref = float(rlhf.sequence_kl(logp, star)), float(rlhf.sequence_kl(ref_logp, star))
+    cut = min(info["max_kl"], info["fraction"] * kl_ref)
+    if kl < cut:
+        return None
+    message = (f"over all 4,680 responses, KL(π‖π*) = {kl:.3f} nats between your fine-tuned policy and the "
+               f"KL-regularised optimum π* ∝ π_ref·exp(u/β) of the hidden utility (β = {info['beta']:g}); it "
+               f"should fall below {cut:.3f} (the lesser of {info['max_kl']:g} and {info['fraction']:g} of the "
+               f"reference's {kl_ref:.3f})")
+    hint = _dpo_lookalike(logp, case, kl)
+    if hint is None and float((logp.exp() * u).sum()) < float((ref_logp.exp() * u).sum()):
+        hint = DPO_MISTAKES[0][0]  # the mean true utility fell: the policy learned the opposite
+    return message + (f"\n  This looks like a known mistake: {hint}" if hint else "")
+
+
+def _dpo_budget(observed: dict, case: Case) -> str | None:
+    info = case.info
+    per_epoch = -(-info["num_pairs"] // info["batch_size"])
+    expected = info["epochs"] * per_epoch
+    steps = observed["result"]["steps"]
+    if steps == expected:
+        return None
+    return (f"the optimizer took {steps} steps; expected {expected}: {info['epochs']} epochs of "
+            f"⌈P/batch_size⌉ = {per_epoch} minibatches of the P = {info['num_pairs']} pairs, one step each, with "
+            "the optimizer you are given")
+
+
+def _dpo_shuffles(observed: dict, case: Case) -> str | None:
+    info = case.info
+    want = torch.Generator().manual_seed(info["seed"] + 1)
+    for _ in range(info["epochs"]):
+        torch.randperm(info["num_pairs"], generator=want)
+    if torch.equal(observed["result"]["generator"], want.get_state()):
+        return None
+    return ("the generator is not where one torch.randperm(P, generator=generator) per epoch leaves it: shuffle "
+            "the pairs at the start of every epoch with it, and draw nothing else from it")
+
+
+def _dpo_reference_untouched(observed: dict, case: Case) -> str | None:
+    result = observed["result"]
+    if result["ref_grad"]:
+        return ("gradient flows into the reference: ref_policy's parameters received a gradient; its "
+                "log-probabilities are data, compute them under torch.no_grad() (or detach them)")
+    state = result["ref_state"]
+    if all(torch.allclose(state[name].to("cpu", value.dtype), value, rtol=0.0, atol=1e-6)
+           for name, value in state_of(_dpo_setup(case.info["seed"])["ref_policy"]).items()):
+        return None
+    return "ref_policy's parameters changed: π_ref is fixed, only the policy is trained"
+
+
 PARTS = (
     Part("bradley_terry_loss", preferences.bradley_terry_loss, _bt_cases, GROUPS, (
         Mistake("preferred and rejected swapped: the loss is −log σ(s_chosen − s_rejected), small when the "
@@ -431,4 +652,12 @@ PARTS = (
         Mistake("exp(beta*r) instead of exp(r/beta): π* ∝ π_ref·exp(r/β).",
                 lambda *a: _sweep_variant(*a, scale="times beta")),
     ), seals=(rlhf.optimal_policy_logp, rlhf.sequence_kl), observe=_sweep_observe),
+    Part("dpo_training", _dpo_reference, _dpo_cases, GROUPS,
+         seals=(rlhf.train_dpo, preferences.dpo_loss, preferences.bradley_terry_loss),
+         observe=_dpo_observe,
+         properties=(Property("approaches the optimum of the true utility", _dpo_approaches, 5.0),
+                     Property("step budget", _dpo_budget, 1.0),
+                     Property("shuffled each epoch", _dpo_shuffles, 1.0),
+                     Property("reference untouched", _dpo_reference_untouched, 1.0)),
+         time_limit=60.0),
 )

@@ -81,7 +81,7 @@ class PPOConfig:
     epochs, γ = 0.98, λ = 0.8, lr and ε annealed linearly from 1e-3 and 0.2): on the
     same sample budget as Stable-Baselines3 (seeds 1-5: a median of 65,124 steps to a
     100-episode mean of 475, against SB3's 65,416; seeds 1-10: 67,046 against 65,416) in
-    0.53× its wall time from process start over seeds 1-10 (24.6 s against 46.4 s;
+    0.49× its wall time from process start over seeds 1-10 (20.0 s against 41.1 s;
     ``benchmarks/peers.py --seeds 10``, both pinned to one core of a quiet 2-core AMD
     EPYC). Cheaper settings (16 environments × 16 steps, or 10
     epochs, or hidden layers of 32) needed from 11 % to over 50 % more environment

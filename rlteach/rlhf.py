@@ -493,6 +493,14 @@ class RewardModelConfig:
     weight_decay: float = 0.0
 
 
+def _check_pairs(chosen: Tensor, rejected: Tensor) -> None:
+    """Raise ``ValueError`` unless ``chosen`` and ``rejected`` are P ≥ 1 pairs of one shape (P, L)."""
+    if chosen.shape != rejected.shape:
+        raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)}: mismatched shapes")
+    if chosen.dim() != 2 or chosen.shape[0] == 0:
+        raise ValueError(f"chosen {tuple(chosen.shape)}: expected (P, L) with P ≥ 1 preference pairs")
+
+
 def train_reward_model(model: RewardModel, chosen: Tensor, rejected: Tensor, config: RewardModelConfig,
                        generator: torch.Generator) -> list[float]:
     r"""Fit a reward model to preferences with the Bradley-Terry loss :math:`-\log\sigma(\hat r(y_w) - \hat r(y_l))`.
@@ -512,10 +520,7 @@ def train_reward_model(model: RewardModel, chosen: Tensor, rejected: Tensor, con
     list of float
         The mean loss of each epoch.
     """
-    if chosen.shape != rejected.shape:
-        raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)}: mismatched shapes")
-    if chosen.dim() != 2 or chosen.shape[0] == 0:
-        raise ValueError(f"chosen {tuple(chosen.shape)}: expected (P, L) with P ≥ 1 preference pairs")
+    _check_pairs(chosen, rejected)
     response_mask(chosen, model.task), response_mask(rejected, model.task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     losses = []
@@ -852,10 +857,7 @@ def train_dpo(policy: TokenPolicy, ref_policy: TokenPolicy, chosen: Tensor, reje
     list of float
         The mean loss of each epoch.
     """
-    if chosen.shape != rejected.shape:
-        raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)}: mismatched shapes")
-    if chosen.dim() != 2 or chosen.shape[0] == 0:
-        raise ValueError(f"chosen {tuple(chosen.shape)}: expected (P, L) with P ≥ 1 preference pairs")
+    _check_pairs(chosen, rejected)
     with torch.no_grad():
         ref_chosen, ref_rejected = ref_policy.sequence_logp(chosen), ref_policy.sequence_logp(rejected)
     optimizer = FusedAdam(policy.parameters(), lr=config.lr)

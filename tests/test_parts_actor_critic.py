@@ -10,21 +10,15 @@ import torch
 
 from rlteach import actor_critic as ac
 from rlteach import advantages as A
-from rlteach.grading import CheckFailed, check
+from rlteach.grading import check
 from rlteach.grading import harness as H
 from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import actor_critic as P
+from tests.part_checks import CPU, failure
 
 pytestmark = pytest.mark.slow  # behavioural cases train small learners: the slow tier
 
-CPU = torch.device("cpu")
 NAMES = ("gae", "td_n_targets", "one_step_ac_update", "a2c_loss", "replay_buffer", "one_step_actor_critic")
-
-
-def failure(fn, part, **kwargs) -> str:
-    with pytest.raises(CheckFailed) as info:
-        check(fn, part, **kwargs)
-    return str(info.value)
 
 
 def test_the_topic_has_six_parts_two_of_them_behavioural():

@@ -8,32 +8,14 @@ import pytest
 import torch
 
 from rlteach import ppo
-from rlteach.grading import CheckFailed, check
 from rlteach.grading import harness as H
 from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import ppo as P
+from tests.part_checks import CPU, failure, verdicts
 
 pytestmark = pytest.mark.slow  # the behavioural cases train PPO on CartPole: the slow tier
 
-CPU = torch.device("cpu")
 NAMES = ("ppo_policy_loss", "ppo_value_loss", "ppo_update", "ppo_cartpole")
-
-
-def failure(fn, part, **kwargs) -> str:
-    with pytest.raises(CheckFailed) as info:
-        check(fn, part, **kwargs)
-    return str(info.value)
-
-
-def verdicts(fn, name, seed=0):
-    """The verdict of ``fn`` on every group of part ``name`` (outside the autograder)."""
-    part = PARTS[name]
-    out = []
-    for group in part.groups:
-        cases = part.cases(seed, group)
-        outcomes = [H.attempt(part, fn, case, CPU) for case in cases]
-        out.append(H.judge(part, group, cases, outcomes, CPU))
-    return out
 
 
 def test_the_topic_has_four_parts_two_that_build_one_behavioural():

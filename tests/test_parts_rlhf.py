@@ -18,8 +18,8 @@ from rlteach.grading import CheckFailed, check
 from rlteach.grading import harness as H
 from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import rlhf as P
+from tests.part_checks import CPU, verdicts
 
-CPU = torch.device("cpu")
 NAMES = ("bradley_terry_loss", "kl_penalized_rewards", "reward_model_training", "optimal_policy", "kl_tradeoff",
          "dpo_training")
 BEHAVIOURAL = ("reward_model_training", "dpo_training")
@@ -32,17 +32,6 @@ def reference_verdicts(name, seed=0):
     for group in part.groups:
         cases = part.cases(seed, group)
         outcomes = [H.Outcome(H.observe(part, part.reference, *case.arguments(CPU))) for case in cases]
-        out.append(H.judge(part, group, cases, outcomes, CPU))
-    return out
-
-
-def verdicts(fn, name, seed=0):
-    """The verdict of ``fn`` on every group of part ``name`` (outside the autograder)."""
-    part = PARTS[name]
-    out = []
-    for group in part.groups:
-        cases = part.cases(seed, group)
-        outcomes = [H.attempt(part, fn, case, CPU) for case in cases]
         out.append(H.judge(part, group, cases, outcomes, CPU))
     return out
 

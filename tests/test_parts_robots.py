@@ -12,33 +12,16 @@ import torch
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
 from rlteach.envs import CARTPOLE_NOMINAL, BatchedCartPole
-from rlteach.grading import CheckFailed, check
+from rlteach.grading import check
 from rlteach.grading import harness as H
 from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import robots as P
 from rlteach.grading.records import Outcome
 from rlteach.lqr import cartpole_linearization, dare
+from tests.part_checks import CPU, failure, verdicts
 
-CPU = torch.device("cpu")
 F64 = torch.float64
 NAMES = ("cartpole_step", "auto_reset", "lqr_gain", "lqr_cartpole")
-
-
-def failure(fn, part, **kwargs) -> str:
-    with pytest.raises(CheckFailed) as info:
-        check(fn, part, **kwargs)
-    return str(info.value)
-
-
-def verdicts(fn, name, seed=0):
-    """The verdict of ``fn`` on every group of part ``name`` (outside the autograder)."""
-    part = PARTS[name]
-    out = []
-    for group in part.groups:
-        cases = part.cases(seed, group)
-        outcomes = [H.attempt(part, fn, case, CPU) for case in cases]
-        out.append(H.judge(part, group, cases, outcomes, CPU))
-    return out
 
 
 def cases(name, seed=3):

@@ -8,20 +8,13 @@ import torch
 from torch import nn
 
 from rlteach import trpo
-from rlteach.grading import CheckFailed, check
 from rlteach.grading.parts import PARTS
 from rlteach.grading.parts import trpo as P
+from tests.part_checks import CPU, failure
 
 pytestmark = pytest.mark.slow  # behavioural cases train small learners: the slow tier
 
-CPU = torch.device("cpu")
 NAMES = ("trpo_surrogate", "trpo_line_search", "trpo_step", "trpo_bandit")
-
-
-def failure(fn, part, **kwargs) -> str:
-    with pytest.raises(CheckFailed) as info:
-        check(fn, part, **kwargs)
-    return str(info.value)
 
 
 def test_the_topic_has_four_parts_one_behavioural():

@@ -21,14 +21,6 @@ from tests.conftest import DEVICES
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 

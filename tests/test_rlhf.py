@@ -44,15 +44,6 @@ F64 = torch.float64
 TINY = TokenTask(3, 3)  # 3 + 9 + 27 = 39 responses
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread, restored after: the thread count the seeded reference numbers were measured with."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def within_standard_errors(counts: torch.Tensor, probs: torch.Tensor, k: float = 4.0) -> bool:
     """Every empirical frequency within k binomial standard errors of its probability."""
     n = counts.sum()

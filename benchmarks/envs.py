@@ -13,8 +13,9 @@ of three loops, after a warm-up, on one torch thread:
 - ``policy+batched``: the batched env driven by a 4-64-64-2 tanh MLP sampling its actions,
   the rollout loop of PPO without the update.
 
-On CUDA the batched loops are timed after ``torch.cuda.synchronize()`` and, with
-``--graph``, with the env step and the policy call captured in one CUDA graph.
+On CUDA the batched loops are timed after ``torch.cuda.synchronize()``. (No CUDA-graph
+capture: the batched env replaces its state tensors at each step, so a replayed graph would
+repeat one step; capturing needs in-place state updates first.)
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def batched_rate(num_envs: int, seconds: float, device: torch.device, with_policy: bool, graph: bool) -> float:
+def batched_rate(num_envs: int, seconds: float, device: torch.device, with_policy: bool) -> float:
     """Env steps per second of the batched CartPole, with random actions or a policy's samples."""
     env = BatchedCartPole(num_envs, device=device)
     obs = env.reset(0)
@@ -77,23 +78,6 @@ def batched_rate(num_envs: int, seconds: float, device: torch.device, with_polic
         return env.step(action).obs
 
     step = one_step
-    if graph and device.type == "cuda":
-        static_obs = obs.clone()
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):
-            for _ in range(3):
-                static_obs.copy_(one_step(static_obs))
-        torch.cuda.current_stream(device).wait_stream(stream)
-        cuda_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(cuda_graph):
-            static_out = one_step(static_obs)
-
-        def step(obs: torch.Tensor) -> torch.Tensor:
-            cuda_graph.replay()
-            static_obs.copy_(static_out)
-            return static_obs
-
     for _ in range(10):
         obs = step(obs)
     _sync(device)
@@ -111,18 +95,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 128, 512, 1024, 4096])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=1.0, help="timing window per cell")
-    parser.add_argument("--graph", action="store_true", help="capture the CUDA step in a CUDA graph")
     parser.add_argument("--no-gymnasium", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     device = torch.device(args.device)
     print(f"machine: {machine()}")
-    print(f"device: {device}{' (CUDA graph)' if args.graph and device.type == 'cuda' else ''}, one torch thread\n")
+    print(f"device: {device}, one torch thread\n")
     print(f"{'N envs':>8} {'gymnasium steps/s':>18} {'batched steps/s':>16} {'policy+batched':>15} {'batched/gym':>12}")
     for n in args.sizes:
         gym_rate = float("nan") if args.no_gymnasium else gymnasium_rate(n, args.seconds)
-        env_rate = batched_rate(n, args.seconds, device, with_policy=False, graph=args.graph)
-        pol_rate = batched_rate(n, args.seconds, device, with_policy=True, graph=args.graph)
+        env_rate = batched_rate(n, args.seconds, device, with_policy=False)
+        pol_rate = batched_rate(n, args.seconds, device, with_policy=True)
         print(f"{n:>8} {gym_rate:>18,.0f} {env_rate:>16,.0f} {pol_rate:>15,.0f} {env_rate / gym_rate:>11.2f}x", flush=True)
 
 

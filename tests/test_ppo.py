@@ -47,6 +47,7 @@ from rlteach.ppo import (
     reset_batched_env,
     reset_ppo_envs,
     rollout_advantages,
+    start_on_policy,
     train_ppo,
     value_loss,
 )
@@ -567,9 +568,10 @@ def test_ppo_trains_on_a_randomised_batched_pendulum():
                        update_epochs=1, randomize=(("length", 0.5, 1.5),))
     result = train_ppo(config, 0, progress=False)
     assert len(result.updates) == 2 and result.obs_rms is None
-    env = BatchedPendulum(8, randomize={"length": (0.5, 1.5)})
-    env.reset(0)
-    assert float(env.params["length"].std()) > 0.1
+    setup = start_on_policy(config, 0, "cpu", reset_ppo_envs)
+    assert isinstance(setup.envs, BatchedPendulum)
+    assert float(setup.envs.params["length"].std()) > 0.1
+    assert float(setup.envs.params["mass"].std()) == 0.0  # only the listed parameter is drawn
 
 
 # --------------------------------------------------------------------- training to a threshold (slow)

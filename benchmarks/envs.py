@@ -10,12 +10,14 @@ of three loops, after a warm-up, on one torch thread:
   (gymnasium's numpy-vectorised CartPole), random actions drawn by numpy;
 - ``batched``: :class:`rlteach.envs.BatchedCartPole` (float32), random actions drawn by torch
   on the env's device;
-- ``policy+batched``: the batched env driven by a 4-64-64-2 tanh MLP sampling its actions,
-  the rollout loop of PPO without the update.
+- ``rollout``: PPO's rollout on the batched env without the update,
+  :func:`rlteach.ppo.collect_batched_rollout` with the library's 4-64-64 actor-critic
+  (the policy's draw, the env step, the critic on the final observations, the episode
+  bookkeeping), rollouts of 64 steps;
+- ``graphed`` (CUDA only): the same rollout with each step one replay of a CUDA graph
+  (:class:`rlteach.ppo.CapturedStep`).
 
-On CUDA the batched loops are timed after ``torch.cuda.synchronize()``. (No CUDA-graph
-capture: the batched env replaces its state tensors at each step, so a replayed graph would
-repeat one step; capturing needs in-place state updates first.)
+On CUDA the batched loops are timed after ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +34,11 @@ sys.path.insert(0, str(ROOT))
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from torch import nn  # noqa: E402
 
 from benchmarks.course import machine  # noqa: E402
 from rlteach.envs import BatchedCartPole  # noqa: E402
+from rlteach.policies import make_actor_critic  # noqa: E402
+from rlteach.ppo import CapturedStep, collect_batched_rollout, reset_batched_env  # noqa: E402
 
 
 def gymnasium_rate(num_envs: int, seconds: float) -> float:
@@ -60,34 +64,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def batched_rate(num_envs: int, seconds: float, device: torch.device, with_policy: bool) -> float:
-    """Env steps per second of the batched CartPole, with random actions or a policy's samples."""
-    env = BatchedCartPole(num_envs, device=device)
-    obs = env.reset(0)
-    g = torch.Generator(device=device).manual_seed(0)
-    policy = nn.Sequential(nn.Linear(4, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2)).to(device)
-
-    @torch.no_grad()
-    def one_step(obs: torch.Tensor) -> torch.Tensor:
-        if with_policy:
-            logits = policy(obs)
-            u = torch.rand(logits.shape, generator=g, device=device)
-            action = torch.argmax(logits - torch.log(-torch.log(u)), dim=1)  # Gumbel-max: a ~ softmax(logits)
-        else:
-            action = (torch.rand(num_envs, generator=g, device=device) < 0.5).long()
-        return env.step(action).obs
-
-    step = one_step
-    for _ in range(10):
-        obs = step(obs)
+def _timed(run: Callable[[], int], seconds: float, device: torch.device) -> float:
+    """Env steps per second of repeated ``run()`` calls (each returns its env steps), after two warm-up calls."""
+    for _ in range(2):
+        run()
     _sync(device)
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        for _ in range(64):
-            obs = step(obs)
+        steps += run()
         _sync(device)
-        steps += 64
-    return steps * num_envs / (time.perf_counter() - start)
+    return steps / (time.perf_counter() - start)
+
+
+def env_rate(num_envs: int, seconds: float, device: torch.device) -> float:
+    """Env steps per second of the batched CartPole under random actions drawn on its device."""
+    env = BatchedCartPole(num_envs, device=device)
+    env.reset(0)
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def run() -> int:
+        for _ in range(64):
+            env.step((torch.rand(num_envs, generator=g, device=device) < 0.5).long())
+        return 64 * num_envs
+
+    return _timed(run, seconds, device)
+
+
+def rollout_rate(num_envs: int, seconds: float, device: torch.device, graphed: bool) -> float:
+    """Env steps per second of PPO's rollout on the batched CartPole (64 steps a rollout), eager or graphed."""
+    env = BatchedCartPole(num_envs, device=device)
+    policy = make_actor_critic(env.single_observation_space, env.single_action_space,
+                               generator=torch.Generator().manual_seed(0)).to(device)
+    state = reset_batched_env(env, 0)
+    g = torch.Generator(device=device).manual_seed(0)
+    captured = CapturedStep(env, policy, state) if graphed else None
+
+    def run() -> int:
+        collect_batched_rollout(env, policy, state, 64, g, captured)
+        return 64 * num_envs
+
+    return _timed(run, seconds, device)
 
 
 def main() -> None:
@@ -101,12 +117,16 @@ def main() -> None:
     device = torch.device(args.device)
     print(f"machine: {machine()}")
     print(f"device: {device}, one torch thread\n")
-    print(f"{'N envs':>8} {'gymnasium steps/s':>18} {'batched steps/s':>16} {'policy+batched':>15} {'batched/gym':>12}")
+    graphs = device.type == "cuda"
+    print(f"{'N envs':>8} {'gymnasium steps/s':>18} {'batched steps/s':>16} {'rollout':>14} "
+          f"{'graphed rollout':>16} {'batched/gym':>12}")
     for n in args.sizes:
         gym_rate = float("nan") if args.no_gymnasium else gymnasium_rate(n, args.seconds)
-        env_rate = batched_rate(n, args.seconds, device, with_policy=False)
-        pol_rate = batched_rate(n, args.seconds, device, with_policy=True)
-        print(f"{n:>8} {gym_rate:>18,.0f} {env_rate:>16,.0f} {pol_rate:>15,.0f} {env_rate / gym_rate:>11.2f}x", flush=True)
+        batched = env_rate(n, args.seconds, device)
+        eager = rollout_rate(n, args.seconds, device, graphed=False)
+        graphed = rollout_rate(n, args.seconds, device, graphed=True) if graphs else float("nan")
+        print(f"{n:>8} {gym_rate:>18,.0f} {batched:>16,.0f} {eager:>14,.0f} {graphed:>16,.0f} "
+              f"{batched / gym_rate:>11.2f}x", flush=True)
 
 
 if __name__ == "__main__":

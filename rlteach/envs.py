@@ -24,6 +24,13 @@ where nothing ended).
 own counter-based stream (SplitMix64, Steele et al. 2014) keyed by its seed, so environment
 i behaves the same whether it runs alone or beside 65 535 others, on CPU or CUDA.
 
+**Fixed buffers.** The state, the step counters, the random streams, the randomised
+parameters and the pending actions are tensors allocated once and updated in place, and
+with ``sync_free`` (the default on CUDA) a step never reads a tensor back to the host. A
+CUDA graph captured from one step therefore replays the next one
+(:class:`rlteach.ppo.CapturedStep`). On the CPU a step checks whether any episode ended
+and skips the reset draws when none did (``sync_free=False``, faster there).
+
 **Domain randomisation.** ``randomize`` maps parameter names to ``(low, high)`` ranges;
 each environment draws its parameters uniformly from them at every reset. Unlisted
 parameters keep their nominal values (:data:`CARTPOLE_NOMINAL`, :data:`PENDULUM_NOMINAL`):
@@ -172,6 +179,7 @@ class BatchedEnv(ABC):
         self._pending = torch.zeros(n, self.max_delay + 1, device=self.device, dtype=dtype)
         self._draws = self.state_dim + len(self.randomize)  # uniforms used by one reset
         self._ready = False
+        self.sync_free = self.device.type != "cpu"  # False: skip the reset when nothing ended (reads one bool back)
 
     @property
     @abstractmethod
@@ -187,10 +195,16 @@ class BatchedEnv(ABC):
         """Nothing to release (the state is tensors); here so that a training loop treats every vector env alike."""
         self._ready = False
 
+    def buffers(self) -> list[Tensor]:
+        """Every tensor that a step reads and updates in place: state, step counters, streams, pending actions, randomised parameters."""
+        return [self.state, self.steps, self._rng, self._pending,
+                *(v for v in self.coef.values() if isinstance(v, Tensor))]
+
     @property
     def params(self) -> dict[str, Tensor]:
         """Every physical parameter of every environment, tensors of shape (N,)."""
-        return {k: v if isinstance(v, Tensor) else torch.full((self.num_envs,), v, device=self.device, dtype=self.dtype)
+        return {k: v.clone() if isinstance(v, Tensor) else torch.full((self.num_envs,), v, device=self.device,
+                                                                       dtype=self.dtype)
                 for k, v in self.coef.items()}
 
     # -- random numbers -------------------------------------------------------------------
@@ -218,32 +232,39 @@ class BatchedEnv(ABC):
             seeds = torch.as_tensor(seed, dtype=torch.int64).to(self.device)
             if seeds.shape != (self.num_envs,):
                 raise ValueError(f"seed: expected an int or {self.num_envs} seeds, got shape {tuple(seeds.shape)}")
-        self._rng = seeds.clone()
+        self._rng.copy_(seeds)
         every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._restart(every)
         self._ready = True
-        return self._noisy(self._observe(self.state))
+        return self._noisy(self._observe(self.state)).clone()
 
     def _restart(self, ended: Tensor) -> None:
         """Draw new start states (and parameters) for the environments where ``ended``."""
         u = self._uniforms(self._draws)
         start = self._start_state(u[:, :self.state_dim])
-        self.state = torch.where(ended.unsqueeze(1), start, self.state)
+        self.state.copy_(torch.where(ended.unsqueeze(1), start, self.state))
         for j, (name, (low, high)) in enumerate(self.randomize.items()):
             value = low + (high - low) * u[:, self.state_dim + j]
             if name == "action_delay":  # a whole number of steps, uniform on low … high
                 value = (low + torch.floor((high - low + 1) * u[:, self.state_dim + j])).clamp(max=high)
-            self.coef[name] = torch.where(ended, value, self.coef[name])
-        self.steps = torch.where(ended, 0, self.steps)
-        self._pending = torch.where(ended.unsqueeze(1), 0.0, self._pending)
-        self._rng = torch.where(ended, _advance(self._rng, self._draws), self._rng)
+            coef = self.coef[name]
+            assert isinstance(coef, Tensor)
+            coef.copy_(torch.where(ended, value, coef))
+        self.steps.masked_fill_(ended, 0)
+        self._pending.masked_fill_(ended.unsqueeze(1), 0.0)
+        self._rng.copy_(torch.where(ended, _advance(self._rng, self._draws), self._rng))
 
-    def _noisy(self, obs: Tensor) -> Tensor:
-        """Observations with Gaussian noise of standard deviation ``obs_noise`` (none at the nominal 0)."""
+    def _noisy(self, obs: Tensor, drawn: Tensor | None = None) -> Tensor:
+        """Observations with Gaussian noise of standard deviation ``obs_noise`` (none at the nominal 0).
+
+        ``drawn`` (N,) bool: the environments whose streams move on (default: all); the
+        others' rows are to be discarded, so that no stream depends on its neighbours.
+        """
         if "obs_noise" not in self.randomize and self.nominal["obs_noise"] == 0.0:
             return obs
         u = self._uniforms(2 * self.obs_dim)
-        self._rng = _advance(self._rng, 2 * self.obs_dim)
+        moved = _advance(self._rng, 2 * self.obs_dim)
+        self._rng.copy_(moved if drawn is None else torch.where(drawn, moved, self._rng))
         noise = self.coef["obs_noise"]
         return obs + (noise.unsqueeze(1) if isinstance(noise, Tensor) else noise) * self._normals(u)
 
@@ -253,7 +274,7 @@ class BatchedEnv(ABC):
         """The command that takes effect now: the one given ``action_delay`` steps ago (0 before the first)."""
         if self.max_delay == 0:
             return command
-        self._pending = torch.cat([self._pending[:, 1:], command.unsqueeze(1)], dim=1)
+        self._pending.copy_(torch.cat([self._pending[:, 1:], command.unsqueeze(1)], dim=1))
         lag = torch.as_tensor(self.coef["action_delay"], device=self.device).long().clamp(0, self.max_delay).expand(self.num_envs)
         return self._pending.gather(1, (self.max_delay - lag).unsqueeze(1)).squeeze(1)
 
@@ -263,15 +284,15 @@ class BatchedEnv(ABC):
             raise RuntimeError("call reset(seed) before step()")
         command = self._command(action)
         new_state, reward, terminated = self._dynamics(self.state, self._delayed(command))
-        self.steps = self.steps + 1
+        self.steps.add_(1)
         truncated = self.steps >= self.max_episode_steps
         ended = terminated | truncated
-        self.state = new_state
+        self.state.copy_(new_state)
         final_obs = self._noisy(self._observe(new_state))
-        if self.device.type == "cpu" and not bool(ended.any()):  # nothing to reset (a free check on the CPU)
+        if not self.sync_free and not bool(ended.any()):  # nothing to reset (a free check on the CPU)
             return BatchedStep(final_obs, reward, terminated, truncated, final_obs)
         self._restart(ended)
-        obs = torch.where(ended.unsqueeze(1), self._noisy(self._observe(self.state)), final_obs)
+        obs = torch.where(ended.unsqueeze(1), self._noisy(self._observe(self.state), ended), final_obs)
         return BatchedStep(obs, reward, terminated, truncated, final_obs)
 
     # -- per task ---------------------------------------------------------------------------

@@ -12,6 +12,8 @@ method                         :class:`CategoricalActorCritic`  :class:`Gaussian
 ``entropy(dist)``              H(π(·|s)), (B,)               H(π(·|s)), (B,)
 ``kl(dist_old, dist)``         KL(π_old‖π) per state, (B,)   KL(π_old‖π) per state, (B,)
 ``sample(dist, generator)``    a (B,) int64, log π(a|s)      a (B, d), log π(a|s)
+``sample_noise(dist, gen.)``   u ~ U(0, 1), (B, 1)           ε ~ N(0, I), (B, d)
+``sample_from(dist, noise)``   ``sample`` given its draw     ``sample`` given its draw
 =============================  ============================  ==============================
 
 A policy's distribution is a tuple of tensors (its parameters, not a
@@ -204,8 +206,16 @@ class CategoricalActorCritic(nn.Module):
         By inversion: a = #{k : u > F(k)} for u ~ U(0, 1) and the cumulative F(k) = Σ_{j≤k} π(j|s),
         one uniform per state (cheaper than ``torch.multinomial`` for a few states).
         """
+        return self.sample_from(dist, self.sample_noise(dist, generator))
+
+    def sample_noise(self, dist: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        """The draw that :meth:`sample` makes from ``generator``: one uniform per state, shape (B, 1)."""
+        logits = dist[0]
+        return torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
+
+    def sample_from(self, dist: tuple[Tensor, ...], u: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`sample` given its uniforms ``u`` (B, 1): no generator, so a CUDA graph can hold it."""
         logp_all = torch.log_softmax(dist[0], dim=-1)
-        u = torch.rand((logp_all.shape[0], 1), generator=generator, device=logp_all.device, dtype=logp_all.dtype)
         cdf = logp_all.exp().cumsum(-1)  # F(k)
         actions = (u > cdf).sum(-1, keepdim=True).clamp_(max=logp_all.shape[-1] - 1)  # rounding: F(K−1) may be < u
         return actions.squeeze(-1), logp_all.gather(-1, actions).squeeze(-1)
@@ -275,9 +285,17 @@ class GaussianActorCritic(nn.Module):
 
     def sample(self, dist: tuple[Tensor, ...], generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Actions a = μ + σ ε, ε ~ N(0, I) from ``generator`` ((B, d)), and log π(a|s) (B,)."""
+        return self.sample_from(dist, self.sample_noise(dist, generator))
+
+    def sample_noise(self, dist: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        """The draw that :meth:`sample` makes from ``generator``: ε ~ N(0, I), shape (B, d)."""
+        mean = dist[0]
+        return torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+
+    def sample_from(self, dist: tuple[Tensor, ...], noise: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`sample` given its draw ε (B, d): no generator, so a CUDA graph can hold it."""
         mean, log_std = dist
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        actions = mean + log_std.exp() * noise
+        actions = mean + log_std.exp() * noise  # a = μ + σ ε
         return actions, gaussian_logp(mean, log_std, actions)
 
 

@@ -124,6 +124,7 @@ class PPOConfig:
     # where the environments run
     env_backend: str = "gymnasium"  # "batched": rlteach.envs, stepped as tensors on the learner's device
     randomize: tuple[tuple[str, float, float], ...] = ()  # batched only: (parameter, low, high) drawn per episode
+    cuda_graph: bool = False  # batched on CUDA only: each rollout step is one replay of a CUDA graph (CapturedStep)
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -139,6 +140,8 @@ class PPOConfig:
                                  "set normalize_obs=False and normalize_reward=False")
         elif self.randomize:
             raise ValueError("randomize (domain randomisation) needs env_backend='batched'")
+        if self.cuda_graph and self.env_backend != "batched":
+            raise ValueError("cuda_graph=True captures the batched environments' step: set env_backend='batched'")
         for name in ("num_envs", "num_steps", "total_steps", "update_epochs", "num_minibatches"):
             positive_int(name, getattr(self, name))
         if self.num_minibatches > self.batch_size:
@@ -593,17 +596,129 @@ def collect_rollout(envs: gym.vector.VectorEnv, policy: Policy, state: PPOEnvSta
 
 
 def collect_batched_rollout(env: BatchedEnv, policy: Policy, state: BatchedEnvState, num_steps: int,
-                            generator: torch.Generator) -> tuple[Rollout, list[FinishedEpisode]]:
+                            generator: torch.Generator, captured: CapturedStep | None = None,
+                            ) -> tuple[Rollout, list[FinishedEpisode]]:
     r""":func:`collect_rollout` for a batched environment: every tensor stays on the env's device.
 
     The environment resets an ended episode within the same step (:mod:`rlteach.envs`), so
     every row is a transition (``valid`` is all True) and ``next_values[t]`` is V of
     ``final_obs``, the observation the episode ended in. The episodes that ended are read
-    back to the host once, after the T steps.
+    back to the host once, after the T steps. With ``captured`` (a :class:`CapturedStep`
+    of ``env`` and ``policy``), each step is one replay of its CUDA graph: the same rollout.
     """
+    if captured is not None:
+        rows, returns, lengths, ends = _collect_captured(captured, state, num_steps, generator)
+    else:
+        rows, returns, lengths, ends = _collect_eager(env, policy, state, num_steps, generator)
+    columns = [torch.stack(column) for column in zip(*rows, strict=True)]
+    ended_at = torch.stack(ends)
+    episodes = [FinishedEpisode(int(t), int(i), float(r), int(n)) for (t, i), r, n in zip(
+        ended_at.nonzero().tolist(), torch.stack(returns)[ended_at].tolist(), torch.stack(lengths)[ended_at].tolist(),
+        strict=True)]
+    obs, actions, logp, values, next_values, rewards, terminated, truncated = columns
+    return Rollout(obs, actions, logp, values, next_values, rewards, terminated, truncated,
+                   torch.ones_like(ended_at)), episodes
+
+
+class CapturedStep:
+    r"""One step of :func:`collect_batched_rollout` on fixed buffers, captured as a CUDA graph and replayed.
+
+    A call does what one iteration of that loop does: from the observations s_t in
+    :attr:`obs`, the policy's draw a_t ~ π(·|s_t) and log π(a_t|s_t), the critic's V(s_t),
+    the environments' step (with its same-step auto-reset), V(s_{t+1}) of the final
+    observations, and the episode bookkeeping; :attr:`obs` then holds s_{t+1}. Every
+    tensor it reads or updates (the environments' :meth:`~rlteach.envs.BatchedEnv.buffers`,
+    :attr:`obs`, the running returns and lengths, the policy's parameters, the draw) is
+    allocated once, so a CUDA graph recorded from one call replays the next: one launch
+    per step instead of one per operation. The optimizer must update the parameters in
+    place (:class:`FusedAdam` and ``torch.optim`` do).
+
+    The draw is made outside the graph, from ``generator``, exactly as
+    :meth:`~rlteach.policies.CategoricalActorCritic.sample` makes it, and copied into the
+    captured buffer: a captured rollout equals the eager one (tested). V(s_t) is computed
+    afresh instead of being carried from the previous step, the same numbers.
+
+    Parameters
+    ----------
+    env : BatchedEnv
+        With ``sync_free`` (the default on CUDA): its step never reads a tensor back to the host.
+    policy : Policy
+    state : BatchedEnvState
+        Copied in; :func:`collect_batched_rollout` copies it back after each rollout.
+    cuda_graph : bool, optional
+        Capture (CUDA only; by default where the environments are on a CUDA device). False
+        runs the same step eagerly on the same buffers.
+    warmup : int
+        Eager calls before the capture, on a side stream, as CUDA graphs need; the
+        buffers are restored afterwards, so the environments do not move.
+    """
+
+    def __init__(self, env: BatchedEnv, policy: Policy, state: BatchedEnvState, *, cuda_graph: bool | None = None,
+                 warmup: int = 3) -> None:
+        if not env.sync_free:
+            raise ValueError("CapturedStep: the environments' step reads back to the host (env.sync_free is False)")
+        cuda_graph = env.device.type == "cuda" if cuda_graph is None else cuda_graph
+        if cuda_graph and env.device.type != "cuda":
+            raise ValueError(f"CapturedStep: cuda_graph=True needs environments on a CUDA device, not {env.device}")
+        self.env, self.policy = env, policy
+        self.obs = state.obs.clone()  # s_t, overwritten with s_{t+1} by every call
+        self.episode_return = state.episode_return.clone()
+        self.episode_length = state.episode_length.clone()
+        with torch.inference_mode():
+            self._dist = policy.dist(self.obs)  # fixes the shape of the draw
+            self.noise = torch.zeros_like(policy.sample_noise(self._dist, torch.Generator(device=self.obs.device)))
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self._outputs: tuple[Tensor, ...] = ()
+        if cuda_graph:
+            saved = [b.clone() for b in self._buffers()]
+            side = torch.cuda.Stream(device=env.device)
+            side.wait_stream(torch.cuda.current_stream(env.device))
+            with torch.cuda.stream(side), torch.inference_mode():
+                for _ in range(warmup):
+                    self._step()
+            torch.cuda.current_stream(env.device).wait_stream(side)
+            for buffer, value in zip(self._buffers(), saved, strict=True):
+                buffer.copy_(value)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph), torch.inference_mode():
+                self._outputs = self._step()
+
+    def _buffers(self) -> list[Tensor]:
+        return [*self.env.buffers(), self.obs, self.episode_return, self.episode_length]
+
+    def _step(self) -> tuple[Tensor, ...]:
+        """s_t, a_t, log π, V(s_t), V(s_{t+1}), r_t, terminated, truncated, return and length so far, ended."""
+        policy, obs = self.policy, self.obs
+        actions, logp = policy.sample_from(policy.dist(obs), self.noise)  # a_t ~ π(·|s_t)
+        values = policy.value(obs)  # V(s_t)
+        out = self.env.step(actions)
+        next_values = policy.value(out.final_obs)  # V(s_{t+1}), the true final observation at an end
+        ended = out.terminated | out.truncated
+        self.episode_return.add_(out.reward)
+        self.episode_length.add_(1)
+        outputs = (obs.clone(), actions, logp, values, next_values, out.reward.to(torch.float32), out.terminated,
+                   out.truncated, self.episode_return.clone(), self.episode_length.clone(), ended)
+        self.episode_return.masked_fill_(ended, 0.0)
+        self.episode_length.masked_fill_(ended, 0)
+        obs.copy_(out.obs)
+        return outputs
+
+    def __call__(self, generator: torch.Generator) -> tuple[Tensor, ...]:
+        """One step, its draw from ``generator``; fresh tensors (see :meth:`_step` for the order)."""
+        with torch.inference_mode():
+            self.noise.copy_(self.policy.sample_noise(self._dist, generator))
+            if self.graph is None:
+                return self._step()
+            self.graph.replay()
+            return tuple(t.clone() for t in self._outputs)
+
+
+def _collect_eager(env: BatchedEnv, policy: Policy, state: BatchedEnvState, num_steps: int,
+                   generator: torch.Generator) -> tuple[list[tuple[Tensor, ...]], list[Tensor], list[Tensor], list[Tensor]]:
+    """The rows of :func:`collect_batched_rollout`, step by step; ``state`` is updated."""
     rows: list[tuple[Tensor, ...]] = []  # obs, actions, logp, values, next_values, rewards, terminated, truncated
     returns, lengths, ends = [], [], []
-    on_cpu = state.obs.device.type == "cpu"
+    on_cpu = state.obs.device.type == "cpu" and not env.sync_free
     with torch.inference_mode():
         values = policy.value(state.obs)  # V(s_0)
         for _ in range(num_steps):
@@ -627,14 +742,25 @@ def collect_batched_rollout(env: BatchedEnv, policy: Policy, state: BatchedEnvSt
             state.obs = out.obs
     state.obs = state.obs.clone()  # a normal tensor again, usable where autograd records
     state.episode_return, state.episode_length = state.episode_return.clone(), state.episode_length.clone()
-    columns = [torch.stack(column) for column in zip(*rows, strict=True)]
-    ended_at = torch.stack(ends)
-    episodes = [FinishedEpisode(int(t), int(i), float(r), int(n)) for (t, i), r, n in zip(
-        ended_at.nonzero().tolist(), torch.stack(returns)[ended_at].tolist(), torch.stack(lengths)[ended_at].tolist(),
-        strict=True)]
-    obs, actions, logp, values, next_values, rewards, terminated, truncated = columns
-    return Rollout(obs, actions, logp, values, next_values, rewards, terminated, truncated,
-                   torch.ones_like(ended_at)), episodes
+    return rows, returns, lengths, ends
+
+
+def _collect_captured(step: CapturedStep, state: BatchedEnvState, num_steps: int,
+                      generator: torch.Generator) -> tuple[list[tuple[Tensor, ...]], list[Tensor], list[Tensor], list[Tensor]]:
+    """The rows of :func:`collect_batched_rollout` from ``num_steps`` calls of ``step``; ``state`` copied in and back."""
+    for buffer, value in zip((step.obs, step.episode_return, step.episode_length),
+                             (state.obs, state.episode_return, state.episode_length), strict=True):
+        buffer.copy_(value)
+    rows, returns, lengths, ends = [], [], [], []
+    for _ in range(num_steps):
+        *row, episode_return, episode_length, ended = step(generator)
+        rows.append(tuple(row))
+        returns.append(episode_return)
+        lengths.append(episode_length)
+        ends.append(ended)
+    state.obs, state.episode_return, state.episode_length = (
+        step.obs.clone(), step.episode_return.clone(), step.episode_length.clone())
+    return rows, returns, lengths, ends
 
 
 def _observe_final(state: PPOEnvState, final_obs: np.ndarray, device: torch.device) -> Tensor:
@@ -948,13 +1074,22 @@ def run_on_policy(name: str, config: OnPolicyConfig, setup: OnPolicySetup,
     """
     envs, policy, generator, state, clock = setup
     log, updates, env_steps = TrainingLog(), [], 0
+    captured = None
+    if getattr(config, "cuda_graph", False):
+        if not isinstance(envs, BatchedEnv) or envs.device.type != "cuda":
+            envs.close()
+            raise ValueError(f"cuda_graph=True: CUDA graphs need the batched environments on a CUDA device, "
+                             f"not {getattr(envs, 'device', 'the CPU')}")
+        assert isinstance(state, BatchedEnvState)
+        captured = CapturedStep(envs, policy, state)
     try:
         with tqdm(total=config.num_updates * config.batch_size, disable=not progress, unit="step",
                   desc=f"{name} {config.env_id}") as bar:
             for k in range(config.num_updates):
                 if isinstance(envs, BatchedEnv):
                     assert isinstance(state, BatchedEnvState)
-                    rollout, episodes = collect_batched_rollout(envs, policy, state, config.num_steps, generator)
+                    rollout, episodes = collect_batched_rollout(envs, policy, state, config.num_steps, generator,
+                                                                captured)
                 else:
                     assert isinstance(state, PPOEnvState)
                     rollout, episodes = collect_rollout(envs, policy, state, config.num_steps, generator,
@@ -1037,6 +1172,7 @@ __all__ = [
     "PENDULUM",
     "Batch",
     "BatchedEnvState",
+    "CapturedStep",
     "FusedAdam",
     "OnPolicyConfig",
     "OnPolicySetup",

@@ -115,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--env-backend", choices=("gymnasium", "batched"), default=None,
                         help="ppo only: 'batched' steps rlteach.envs on the training device (default: gymnasium)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="ppo with --env-backend batched --device cuda: replay each rollout step as one CUDA graph")
     return parser
 
 
@@ -143,6 +145,10 @@ def _resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple
         if args.algorithm.lower() != "ppo":
             parser.error(f"--env-backend: only ppo runs on the batched environments, not {args.algorithm}")
         changes["env_backend"] = args.env_backend
+    if args.cuda_graph:
+        if changes.get("env_backend") != "batched" or device.type != "cuda":
+            parser.error("--cuda-graph: needs ppo with --env-backend batched and --device cuda")
+        changes["cuda_graph"] = True
     base = next((preset for preset in algorithm.presets if preset.env_id == args.env_id), None)
     try:
         config = dataclasses.replace(base if base is not None else algorithm.config(), **changes)

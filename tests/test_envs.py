@@ -128,9 +128,13 @@ def test_auto_reset_keeps_the_final_observation_for_bootstrapping():
     assert ended_seen >= 64
 
 
-def test_environment_i_behaves_the_same_alone_or_beside_others():
-    """Per-environment streams: env i's starts do not depend on how many run beside it."""
-    alone, crowd = BatchedCartPole(3, dtype=F64), BatchedCartPole(200, dtype=F64)
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_environment_i_behaves_the_same_alone_or_beside_others(sync_free):
+    """Per-environment streams: env i's starts, parameters and observation noise do not depend on how many
+    run beside it, nor on whether a step skips the reset draws when nothing ended (the CPU's read-back check)."""
+    randomize = {"length": (0.3, 0.7), "obs_noise": (0.01, 0.05)}
+    alone, crowd = BatchedCartPole(3, dtype=F64, randomize=randomize), BatchedCartPole(200, dtype=F64, randomize=randomize)
+    alone.sync_free = sync_free
     torch.testing.assert_close(alone.reset(42), crowd.reset(42)[:3], rtol=0, atol=0)
     for _ in range(120):
         a, b = alone.step(torch.ones(3, dtype=torch.int64)), crowd.step(torch.ones(200, dtype=torch.int64))
@@ -214,6 +218,27 @@ def test_the_device_runs_the_same_episodes(device):
         a, b = cpu.step(action), dev.step(action.to(device))
         torch.testing.assert_close(b.obs.cpu(), a.obs)
         assert b.obs.device.type == torch.device(device).type
+
+
+def test_a_step_updates_its_buffers_in_place_and_hands_out_copies():
+    """The state, counters, streams, pending actions and randomised parameters keep their storage through
+    steps, terminations, truncations and resets (what a CUDA graph replay needs), and nothing returned aliases them."""
+    env = BatchedCartPole(8, max_episode_steps=20, randomize={"length": (0.3, 0.7), "action_delay": (0.0, 2.0)})
+    first = env.reset(3)
+    kept, pointers = first.clone(), [b.data_ptr() for b in env.buffers()]
+    params = env.params
+    lengths = params["length"].clone()
+    ends = 0
+    for t in range(60):
+        out = env.step(torch.full((8,), t % 2))
+        ends += int((out.terminated | out.truncated).sum())
+    assert ends > 8 and int(env.steps.max()) < 20
+    assert [b.data_ptr() for b in env.buffers()] == pointers and len(pointers) == 6
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)  # the reset's observations did not move with the state
+    torch.testing.assert_close(params["length"], lengths, rtol=0, atol=0)
+    assert not torch.equal(env.params["length"], lengths)  # the environments drew new lengths at their resets
+    env.reset(4)
+    assert [b.data_ptr() for b in env.buffers()] == pointers
 
 
 def test_bad_input_gets_a_clear_error():

@@ -26,6 +26,7 @@ from rlteach.ppo import (
     PENDULUM,
     Batch,
     BatchedEnvState,
+    CapturedStep,
     FusedAdam,
     PPOConfig,
     RewardScaler,
@@ -572,6 +573,99 @@ def test_ppo_trains_on_a_randomised_batched_pendulum():
     assert isinstance(setup.envs, BatchedPendulum)
     assert float(setup.envs.params["length"].std()) > 0.1
     assert float(setup.envs.params["mass"].std()) == 0.0  # only the listed parameter is drawn
+
+
+def _two_copies(make_env, seed: int, device: str):
+    """Two identical environments (the second never reads back to the host), a policy, and their states."""
+    envs = [make_env(device) for _ in range(2)]
+    envs[1].sync_free = True
+    policy = make_actor_critic(envs[0].single_observation_space, envs[0].single_action_space,
+                               generator=torch.Generator().manual_seed(seed)).to(device)
+    return envs, policy, [reset_batched_env(env, seed) for env in envs]
+
+
+CAPTURED_ENVS = {
+    "cartpole": lambda device: BatchedCartPole(16, device=device, max_episode_steps=25,
+                                               randomize={"length": (0.3, 0.7), "action_delay": (0.0, 2.0)}),
+    "pendulum": lambda device: BatchedPendulum(16, device=device, max_episode_steps=15,
+                                               randomize={"mass": (0.5, 1.5), "obs_noise": (0.0, 0.05)}),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("task", CAPTURED_ENVS)
+def test_the_captured_step_collects_the_eager_rollout(device, task):
+    """Two rollouts through CapturedStep (a CUDA graph on CUDA, its eager body on the CPU) equal
+    collect_batched_rollout's, bit for bit, across terminations, truncations, randomised resets and an
+    in-place change of the policy's parameters between them (an optimizer step)."""
+    (eager_env, captured_env), policy, (eager, captured) = _two_copies(CAPTURED_ENVS[task], 7, device)
+    step = CapturedStep(captured_env, policy, captured)
+    assert (step.graph is not None) == (torch.device(device).type == "cuda")
+    generators = [torch.Generator(device=device).manual_seed(11) for _ in range(2)]
+    for rollout_index in range(2):
+        a, a_episodes = collect_batched_rollout(eager_env, policy, eager, 40, generators[0])
+        b, b_episodes = collect_batched_rollout(captured_env, policy, captured, 40, generators[1], step)
+        for name, x, y in zip(Rollout._fields, a, b, strict=True):
+            assert torch.equal(x, y), (rollout_index, name)
+        assert a_episodes == b_episodes and len(a_episodes) > 16
+        assert bool(a.truncated.any()) and (task == "pendulum" or bool(a.terminated.any()))
+        for x, y in zip(eager_env.buffers(), captured_env.buffers(), strict=True):
+            assert torch.equal(x, y)
+        assert torch.equal(eager.obs, captured.obs) and torch.equal(eager.episode_return, captured.episode_return)
+        with torch.no_grad():
+            for p in policy.parameters():
+                p.mul_(1.5)  # what the next rollout must see
+
+
+@pytest.mark.slow  # imports torch._dynamo (seconds)
+def test_the_captured_step_never_reads_a_tensor_back_to_the_host():
+    """TorchDynamo traces the step into one graph (fullgraph=True fails at any data-dependent branch or
+    read-back, the operations a CUDA graph cannot hold); the traced step gives the eager body's numbers.
+    With the CPU's read-back check switched on, the same trace fails: the test can tell."""
+    (env_a, env_b), policy, (state_a, state_b) = _two_copies(CAPTURED_ENVS["cartpole"], 2, "cpu")
+    env_a.sync_free = True
+    step_a, step_b = CapturedStep(env_a, policy, state_a), CapturedStep(env_b, policy, state_b)
+    traced = torch.compile(step_a._step, backend="eager", fullgraph=True)
+    for _ in range(30):
+        with torch.inference_mode():
+            outputs = traced()
+            expected = step_b._step()
+        for x, y in zip(outputs, expected, strict=True):
+            assert torch.equal(x, y)
+    env_a.sync_free = False
+    with pytest.raises(Exception, match="data-dependent"):
+        torch.compile(env_a.step, backend="eager", fullgraph=True)(torch.zeros(16, dtype=torch.int64))
+
+
+def test_cuda_graphs_are_refused_where_they_cannot_run():
+    with pytest.raises(ValueError, match="set env_backend='batched'"):
+        PPOConfig(cuda_graph=True)
+    with pytest.raises(ValueError, match="CUDA device"):
+        train_ppo(PPOConfig(env_backend="batched", cuda_graph=True, total_steps=256), 0, device="cpu", progress=False)
+    env = BatchedCartPole(4)
+    policy = make_actor_critic(env.single_observation_space, env.single_action_space,
+                               generator=torch.Generator().manual_seed(0))
+    state = reset_batched_env(env, 0)
+    with pytest.raises(ValueError, match="sync_free is False"):
+        CapturedStep(env, policy, state)
+    env.sync_free = True
+    with pytest.raises(ValueError, match="needs environments on a CUDA device"):
+        CapturedStep(env, policy, state, cuda_graph=True)
+    parser = _parser()
+    with pytest.raises(SystemExit):
+        _resolve(parser, parser.parse_args(["ppo", "CartPole-v1", "--env-backend", "batched", "--device", "cpu",
+                                            "--cuda-graph"]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_ppo_with_a_cuda_graph_trains_as_the_eager_ppo():
+    """The same seed gives the same episodes and the same parameters with and without the graph (CUDA)."""
+    config = PPOConfig(env_backend="batched", num_envs=64, total_steps=64 * 32 * 4)
+    eager = train_ppo(config, 3, device="cuda", progress=False)
+    graphed = train_ppo(dataclasses.replace(config, cuda_graph=True), 3, device="cuda", progress=False)
+    assert eager.log.returns == graphed.log.returns and len(eager.log.returns) > 64
+    for x, y in zip(eager.policy.parameters(), graphed.policy.parameters(), strict=True):
+        assert torch.equal(x, y)
 
 
 # --------------------------------------------------------------------- training to a threshold (slow)

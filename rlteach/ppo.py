@@ -22,6 +22,8 @@ global gradient-norm clipping                   :func:`clip_grad_norm`
 advantage standardisation                       :func:`normalize_advantages`
 running mean and variance (obs., rewards)       :class:`RunningMeanStd`, :class:`RewardScaler`
 one rollout of N environments × T steps          :func:`collect_rollout`
+the same on torch-batched environments          :func:`collect_batched_rollout`
+its step replayed as one CUDA graph             :class:`CapturedStep`
 K epochs of minibatch steps                     :func:`ppo_update`
 Adam on PyTorch's fused kernel                  :class:`FusedAdam`, :func:`make_optimizer`
 one iteration: anneal, advantages, update       :func:`ppo_iteration`

@@ -75,6 +75,8 @@ PROBES = {
         "preferred and rejected swapped": dict(swapped=True),
         "sigmoid instead of logsigmoid overflow": dict(form="log sigmoid"),
         "sum instead of mean": dict(reduce="sum"),
+        "gradient wrong at a tie": dict(form="kinks"),
+        "NaN gradient from torch.where": dict(form="where"),
     },
     "kl_penalized_rewards": {
         "KL penalty sign": dict(sign=1.0),
@@ -92,6 +94,7 @@ PROBES = {
         "KL direction reversed": dict(kl="reversed"),
         "expectations under π_ref": dict(under="reference"),
         "exp(beta*r) instead of exp(r/beta)": dict(scale="times beta"),
+        "optimum of the true utility": dict(optimum_of="utility"),
     },
 }
 VARIANTS = {"bradley_terry_loss": P._bt_variant, "kl_penalized_rewards": P._kl_variant,
@@ -104,6 +107,17 @@ def test_the_probes_score_below_full_marks_and_are_named(name, hint):
     judged = verdicts(lambda *a: variant(*a, **change), name)
     assert sum(v.score for v in judged) / len(judged) < 1.0
     assert any(hint in v.message for v in judged), [v.message for v in judged]
+
+
+def test_the_relu_form_of_the_kinks_is_named_too():
+    """relu(−Δ) + log1p(exp(−|Δ|)) has a zero gradient at a tie: the hint names the kink, not only a
+    detached input."""
+    def relu_kinks(c, r):
+        return (F.relu(r - c) + torch.log1p(torch.exp(-(c - r).abs()))).mean()
+
+    random, edge = verdicts(relu_kinks, "bradley_terry_loss")
+    assert random.score == 1.0 and edge.score == pytest.approx(0.8)
+    assert "gradient wrong at a tie" in edge.message
 
 
 def test_only_the_extreme_margins_catch_the_naive_log_sigmoid():
@@ -170,7 +184,7 @@ def test_the_sweep_on_the_enumerable_task_shows_the_trade_off():
 
 
 def _rm_loop(model, optimizer, chosen, rejected, epochs, batch_size, generator, *, swapped=False, step=True,
-             full_batch=False, shuffle=True):
+             full_batch=False, shuffle=True, zero_grad=True):
     """The reward-model loop with one thing changed."""
     P_ = chosen.shape[0]
     size = P_ if full_batch else batch_size
@@ -180,7 +194,8 @@ def _rm_loop(model, optimizer, chosen, rejected, epochs, batch_size, generator, 
             index = order[start:start + size]
             w, lose = model(chosen[index]), model(rejected[index])
             loss = -F.logsigmoid(lose - w if swapped else w - lose).mean()
-            optimizer.zero_grad()
+            if zero_grad:
+                optimizer.zero_grad()
             loss.backward()
             if step:
                 optimizer.step()
@@ -199,6 +214,7 @@ def test_the_reward_model_reference_and_a_correct_loop_score_full_marks():
     (dict(step=False), 1 / 5, "parameters did not change"),
     (dict(full_batch=True), None, "steps; expected"),
     (dict(shuffle=False), 4 / 5, "torch.randperm"),
+    (dict(zero_grad=False), 2 / 5, "not zeroed"),  # it ranks 80%, and is not told it learned the opposite
 ])
 def test_the_reward_model_probes_lose_their_share_and_say_why(change, score, words):
     part = PARTS["reward_model_training"]
@@ -208,6 +224,7 @@ def test_the_reward_model_probes_lose_their_share_and_say_why(change, score, wor
     if score is not None:
         assert judged.score == pytest.approx(score)
     assert any(words in p for p in judged.problems), judged.problems
+    assert ("learned the opposite" in " ".join(judged.problems)) == change.get("swapped", False)
 
 
 @pytest.mark.slow
@@ -218,6 +235,66 @@ def test_swapped_pairs_rank_below_chance():
     model = P._trained_model(outcome.observed["result"]["state"])
     info = case.info
     assert rlhf.ranking_accuracy(model, info["test_a"], info["test_b"], info["utility"], P.TASK) < 0.5
+
+
+# ------------------------------------------------- answers written differently from the reference
+
+
+def _rewards_by_one_hot(logp, ref_logp, score, mask, beta):
+    """The per-token rewards under no_grad, with torch.where and a one-hot of the last token."""
+    with torch.no_grad():
+        penalty = torch.where(mask, -beta * (logp - ref_logp), torch.zeros_like(logp))
+        last = F.one_hot(mask.sum(1) - 1, mask.shape[1]).to(logp.dtype)
+        return penalty + last * score.unsqueeze(1)
+
+
+def _rewards_in_float64(logp, ref_logp, score, mask, beta):
+    """The per-token rewards computed in float64 from a shifted mask (the last token is where the
+    mask turns False), cast back."""
+    is_last = mask & ~torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
+    penalty = beta * (ref_logp.double() - logp.detach().double())
+    return (torch.where(mask, penalty, 0.0) + torch.where(is_last, score.double().unsqueeze(1), 0.0)).to(logp.dtype)
+
+
+def _tradeoff_vectorised(ref_logp, reward, utility, betas):
+    """Every β at once, KL(π*‖π_ref) = E_π*[r]/β − log Z (no 0·log 0 to handle)."""
+    logits = ref_logp.unsqueeze(0) + reward.unsqueeze(0) / betas.unsqueeze(1)
+    log_z = torch.logsumexp(logits, dim=1)
+    p = (logits - log_z.unsqueeze(1)).exp()
+    mean_reward = p @ reward
+    return mean_reward, p @ utility, mean_reward / betas - log_z
+
+
+def _tradeoff_nansum(ref_logp, reward, utility, betas):
+    """A list of tensors, β as 0-d tensors, the KL by nansum (0·(−∞ + ∞) dropped)."""
+    rewards, utilities, kls = [], [], []
+    for beta in betas:
+        logp = ref_logp + reward / beta - torch.logsumexp(ref_logp + reward / beta, 0)
+        p = logp.exp()
+        rewards.append((p * reward).sum())
+        utilities.append((p * utility).sum())
+        kls.append((p * (logp - ref_logp)).nansum())
+    return [torch.stack(rewards), torch.stack(utilities), torch.stack(kls)]
+
+
+@pytest.mark.parametrize("name, answer", [
+    ("bradley_terry_loss", lambda c, r: F.softplus(r - c).mean()),
+    ("bradley_terry_loss", lambda c, r: F.binary_cross_entropy_with_logits(c - r, torch.ones_like(c))),
+    ("bradley_terry_loss", lambda c, r: -torch.log_softmax(torch.stack([c, r]), 0)[0].mean()),
+    ("bradley_terry_loss", lambda c, r: (-F.logsigmoid((c - r).double()).mean()).to(c.dtype)),
+    ("kl_penalized_rewards", _rewards_by_one_hot),
+    ("kl_penalized_rewards", _rewards_in_float64),
+    ("optimal_policy", lambda ref, r, beta: (ref + r / beta) - torch.logsumexp(ref + r / beta, 0)),
+    ("optimal_policy", lambda ref, r, beta: torch.log_softmax(ref.double() + (r.double() - r.max()) / beta, -1)
+     .to(ref.dtype)),
+    ("kl_tradeoff", _tradeoff_vectorised),
+    ("kl_tradeoff", _tradeoff_nansum),
+])
+def test_answers_written_differently_score_full_marks(name, answer):
+    """Valid answers that differ from the reference in algebra, stable form, dtype inside,
+    vectorisation or the returned sequence pass every case."""
+    judged = verdicts(answer, name, seed=11)
+    assert all(v.score == 1.0 for v in judged), [v.message for v in judged]
 
 
 def test_calling_the_references_scores_zero():
@@ -235,7 +312,7 @@ def test_calling_the_references_scores_zero():
 
 
 def _dpo_loop(policy, ref_policy, optimizer, chosen, rejected, beta, epochs, batch_size, generator, *,
-              swapped=False, anchored=True, beta_inside=True, ref_as_data=True, step=True):
+              swapped=False, anchored=True, beta_inside=True, ref_as_data=True, step=True, zero_grad=True):
     """A student's DPO loop (the reference's log-probabilities per minibatch) with one thing changed."""
     P_ = chosen.shape[0]
     if swapped:
@@ -252,7 +329,8 @@ def _dpo_loop(policy, ref_policy, optimizer, chosen, rejected, beta, epochs, bat
                 log_w, log_l = log_w - ref_w, log_l - ref_l
             delta = log_w - log_l
             loss = -F.logsigmoid(beta * delta).mean() if beta_inside else -(beta * F.logsigmoid(delta)).mean()
-            optimizer.zero_grad()
+            if zero_grad:
+                optimizer.zero_grad()
             loss.backward()
             if step:
                 optimizer.step()
@@ -305,6 +383,7 @@ def test_the_dpo_reference_gets_close_to_the_optimum_of_the_true_utility():
     (dict(beta_inside=False), 3 / 8, "β applied outside the sigmoid"),
     (dict(ref_as_data=False), 7 / 8, "gradient flows into the reference"),
     (dict(step=False), 2 / 8, "parameters did not change"),  # and no steps
+    (dict(zero_grad=False), 3 / 8, "gradients not zeroed"),
 ])
 def test_the_dpo_probes_lose_their_share_and_are_named(change, score, hint):
     judged = _dpo_judged(lambda *a: _dpo_loop(*a, **change))

@@ -4,6 +4,7 @@ reduce to the references when nothing is changed, the probes the exercise's brie
 below full marks with their hint, the cases do what their names say, the behavioural LQR part
 judges what a gain does, and an answer that calls a sealed reference scores zero."""
 
+import math
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,8 @@ STEP_PROBES: dict[str, dict[str, Any]] = {
     "cos/sin swapped": dict(trig="swapped"),
     "total mass used for the pole": dict(pole_mass="total"),
     "force sign reversed": dict(force_sign=-1.0),
+    "friction sign reversed": dict(friction_sign=-1.0),
+    "angle threshold in degrees": dict(theta_limit=12.0),
 }
 RESET_PROBES: dict[str, dict[str, Any]] = {
     "reset observation used for bootstrapping": dict(final="reset"),
@@ -268,6 +271,91 @@ def test_a_gain_may_use_library_code_its_part_does_not_seal():
         env = BatchedCartPole(2, dtype=F64)
         env.reset(0)
         env.step(torch.tensor([0, 1]))
-        return P._lqr_variant(A, B, Q, R)
+        cartpole_linearization()
+        return _riccati(A, B, Q, R)
 
     check(with_a_rollout, "lqr_gain", seed=0)
+
+
+# ------------------------------------------------- answers written differently from the reference
+
+
+def _step_by_hand(state, action, params, *, f64=False, where=False):
+    """CartPole's step as a student may write it: the force by torch.where, ẍ expanded, one
+    vector Euler update, radians from math, optionally float64 inside."""
+    dtype = state.dtype
+    s = state.double() if f64 else state
+    p = {k: (v.to(s.dtype) if isinstance(v, torch.Tensor) else v) for k, v in params.items()}
+    x, x_dot, theta, theta_dot = s.T
+    m = p["masscart"] + p["masspole"]
+    push = torch.where(action == 1, 1.0, -1.0).to(s.dtype) if where else 2.0 * action.to(s.dtype) - 1.0
+    force = 10.0 * p["gain"] * push - p["friction"] * x_dot
+    sin, cos = theta.sin(), theta.cos()
+    h = (force + p["masspole"] * p["length"] * theta_dot * theta_dot * sin) / m
+    theta_acc = (p["gravity"] * sin - cos * h) / (p["length"] * (4.0 / 3.0 - p["masspole"] * cos * cos / m))
+    x_acc = (force + p["masspole"] * p["length"] * (theta_dot * theta_dot * sin - theta_acc * cos)) / m
+    new = s + 0.02 * torch.stack([x_dot, x_acc, theta_dot, theta_acc], dim=1)
+    terminated = (new[:, 0].abs() >= 2.4) | (new[:, 2].abs() >= math.radians(12))
+    return new.to(dtype), torch.ones(state.shape[0], dtype=dtype), terminated
+
+
+def _reset_by_masks(next_obs, terminated, steps, max_steps, start_obs):
+    """The auto-reset with masked assignment, the old counter compared with max_steps − 1, and
+    the inputs returned without copies."""
+    truncated = steps >= max_steps - 1
+    ended = terminated | truncated
+    obs = next_obs.clone()
+    obs[ended] = start_obs[ended]
+    return obs, terminated, truncated, next_obs, (steps + 1) * ~ended
+
+
+def _riccati(A, B, Q, R, *, joseph=False, inverse=False):
+    """The Riccati iteration without symmetrising P, in the Joseph form or with an explicit
+    inverse, stopping on the Frobenius norm of the change."""
+    P_ = Q.clone()
+    while True:
+        M = R + B.T @ P_ @ B
+        K = torch.linalg.inv(M) @ B.T @ P_ @ A if inverse else torch.linalg.solve(M, B.T @ P_ @ A)
+        if joseph:
+            closed = A - B @ K
+            nxt = Q + K.T @ R @ K + closed.T @ P_ @ closed
+        else:
+            nxt = Q + A.T @ P_ @ A - A.T @ P_ @ B @ K
+        change = float(torch.linalg.norm(nxt - P_))
+        P_ = nxt
+        if change <= 1e-10 * max(1.0, float(torch.linalg.norm(P_))):
+            return torch.linalg.solve(R + B.T @ P_ @ B, B.T @ P_ @ A)
+
+
+@pytest.mark.parametrize("name, answer", [
+    ("cartpole_step", _step_by_hand),
+    ("cartpole_step", lambda *a: _step_by_hand(*a, f64=True, where=True)),
+    ("auto_reset", _reset_by_masks),
+    pytest.param("lqr_gain", _riccati, marks=pytest.mark.slow),  # over half a second: thousands of sweeps
+    pytest.param("lqr_gain", lambda *a: _riccati(*a, joseph=True, inverse=True), marks=pytest.mark.slow),
+])
+def test_answers_written_differently_score_full_marks(name, answer):
+    """Valid answers that differ from the reference in algebra, order of operations, dtype inside
+    or threshold test (≥ for >: the cases keep every state off the thresholds) pass everything."""
+    judged = verdicts(answer, name, seed=11)
+    assert all(v.score == 1.0 for v in judged), [v.message for v in judged]
+
+
+@pytest.mark.slow  # ten seconds: the case that never converges runs to its time limit
+def test_a_riccati_loop_that_never_stops_costs_only_its_case():
+    """A relative change |ΔP|/max|P| is 0/0 when Q = 0: the loop never stops. The time limit
+    makes it that case's failure, with a message, instead of an interrupted grade cell."""
+    def relative(A, B, Q, R):
+        P_ = Q.clone()
+        while True:
+            K = torch.linalg.solve(R + B.T @ P_ @ B, B.T @ P_ @ A)
+            nxt = Q + A.T @ P_ @ (A - B @ K)
+            change = float((nxt - P_).abs().max() / nxt.abs().max())
+            P_ = nxt
+            if change <= 1e-10:
+                return torch.linalg.solve(R + B.T @ P_ @ B, B.T @ P_ @ A)
+
+    _, edge = verdicts(relative, "lqr_gain")
+    failed = [(n, p) for n, s, p in zip(edge.case_names, edge.scores, edge.problems, strict=True) if s < 1]
+    assert [n for n, _ in failed] == ["Q = 0 on an unstable system: no state cost, so no control (K = 0)"]
+    assert "ran longer than" in failed[0][1][0]

@@ -65,7 +65,12 @@ def _bt_cases(seed: int, group: str) -> list[Case]:
 def _bt_variant(score_chosen: Tensor, score_rejected: Tensor, *, swapped: bool = False, form: str = "logsigmoid",
                 reduce: str = "mean") -> Tensor:
     """The Bradley-Terry loss with one piece changed; ``form``: "logsigmoid", "log sigmoid"
-    (``log(sigmoid(Δ))``), "softplus by hand" (``log(1 + exp(−Δ))``) or "strengths" (``p = e^s``)."""
+    (``log(sigmoid(Δ))``), "softplus by hand" (``log(1 + exp(−Δ))``), "strengths" (``p = e^s``),
+    "kinks" (``max(0, −Δ) + log(1 + exp(−|Δ|))`` with ``clamp``: exact values, but autograd's
+    one-sided derivatives of ``clamp`` and ``abs`` at Δ = 0 give −1 where σ(0) − 1 = −½), "relu
+    kinks" (the same with ``relu``, whose derivative at 0 is 0: the gradient at a tie is 0) or "where"
+    (``torch.where`` between the two one-sided stable forms: exact values, but the branch not
+    taken overflows and its 0·∞ turns the gradient into NaN)."""
     w, lose = (score_rejected, score_chosen) if swapped else (score_chosen, score_rejected)
     delta = w - lose
     if form == "logsigmoid":
@@ -74,6 +79,12 @@ def _bt_variant(score_chosen: Tensor, score_rejected: Tensor, *, swapped: bool =
         terms = -torch.log(torch.sigmoid(delta))
     elif form == "softplus by hand":
         terms = torch.log(1 + torch.exp(-delta))
+    elif form == "kinks":
+        terms = (-delta).clamp(min=0) + torch.log1p(torch.exp(-delta.abs()))
+    elif form == "relu kinks":
+        terms = F.relu(-delta) + torch.log1p(torch.exp(-delta.abs()))
+    elif form == "where":
+        terms = torch.where(delta > 0, torch.log1p(torch.exp(-delta)), -delta + torch.log1p(torch.exp(delta)))
     else:
         terms = -torch.log(w.exp() / (w.exp() + lose.exp()))
     return terms.sum() if reduce == "sum" else terms.mean()
@@ -248,9 +259,14 @@ def _rm_ranks(observed: dict, case: Case) -> str | None:
     accuracy = rlhf.ranking_accuracy(_trained_model(state), info["test_a"], info["test_b"], info["utility"], TASK)
     if accuracy >= cut:
         return None
-    return (f"the trained reward model orders {accuracy:.1%} of {RM_TEST_PAIRS:,} held-out pairs as the hidden "
-            f"utility does; it should reach {cut:.0%} (an untrained one gets about 50%). Below 50% it learned the "
-            "opposite: the loss must raise the score of the chosen response over the rejected one")
+    message = (f"the trained reward model orders {accuracy:.1%} of {RM_TEST_PAIRS:,} held-out pairs as the hidden "
+               f"utility does; it should reach {cut:.0%} (an untrained one gets about 50%)")
+    if accuracy < 0.5:
+        return message + (". Below 50% it learned the opposite: the loss must raise the score of the chosen "
+                          "response over the rejected one")
+    return message + (". Look for gradients that are not zeroed before each loss.backward() (they add up across "
+                      "minibatches), a score that is detached, or a loss other than the mean of "
+                      "−log σ(s_chosen − s_rejected)")
 
 
 def _minibatch_budget(observed: dict, case: Case) -> str | None:
@@ -357,13 +373,15 @@ def _sweep_cases(seed: int, group: str) -> list[Case]:
 
 
 def _sweep_variant(ref_logp: Tensor, reward: Tensor, utility: Tensor, betas: Tensor, *, kl: str = "forward",
-                   under: str = "optimum", scale: str = "over beta") -> tuple[Tensor, Tensor, Tensor]:
+                   under: str = "optimum", scale: str = "over beta", optimum_of: str = "reward"
+                   ) -> tuple[Tensor, Tensor, Tensor]:
     """The sweep with one piece changed; ``kl``: "forward" KL(π*‖π_ref), "reversed"
     KL(π_ref‖π*) or "naive" (p·(log p − log q) with 0·∞ left as NaN); ``under``: the
-    expectations taken under "optimum" π* or under "reference" π_ref."""
+    expectations taken under "optimum" π* or under "reference" π_ref; ``optimum_of``: π*
+    built from the learned "reward" or from the true "utility"."""
     rewards, utilities, kls = [], [], []
     for beta in betas.tolist():
-        logp = _optimal_variant(ref_logp, reward, beta, scale=scale)
+        logp = _optimal_variant(ref_logp, reward if optimum_of == "reward" else utility, beta, scale=scale)
         p = logp.exp()
         weights = p if under == "optimum" else ref_logp.exp()
         rewards.append((weights * reward).sum())
@@ -477,10 +495,11 @@ def _dpo_reference(policy: rlhf.TokenPolicy, ref_policy: rlhf.TokenPolicy, optim
 def _dpo_variant(policy: rlhf.TokenPolicy, ref_policy: rlhf.TokenPolicy, optimizer: torch.optim.Optimizer,
                  chosen: Tensor, rejected: Tensor, beta: float, epochs: int, batch_size: int,
                  generator: torch.Generator, *, swapped: bool = False, anchored: bool = True,
-                 beta_inside: bool = True, ref_as_data: bool = True) -> None:
+                 beta_inside: bool = True, ref_as_data: bool = True, zero_grad: bool = True) -> None:
     """The DPO loop with one piece changed: ``swapped`` preferred and rejected, ``anchored``
     False drops log π_ref from the implicit reward, ``beta_inside`` False takes β·(−log σ(Δ)),
-    ``ref_as_data`` False recomputes log π_ref in every minibatch with the graph kept."""
+    ``ref_as_data`` False recomputes log π_ref in every minibatch with the graph kept,
+    ``zero_grad`` False lets the gradients of all earlier minibatches add up."""
     with torch.no_grad():
         ref_chosen, ref_rejected = ref_policy.sequence_logp(chosen), ref_policy.sequence_logp(rejected)
     for _ in range(epochs):
@@ -498,7 +517,8 @@ def _dpo_variant(policy: rlhf.TokenPolicy, ref_policy: rlhf.TokenPolicy, optimiz
                 ratio_w, ratio_l = ratio_w - ref_w, ratio_l - ref_l  # log π/π_ref of y_w and of y_l
             margin = ratio_w - ratio_l
             loss = -F.logsigmoid(beta * margin).mean() if beta_inside else -(beta * F.logsigmoid(margin)).mean()
-            optimizer.zero_grad()
+            if zero_grad:
+                optimizer.zero_grad()
             loss.backward()
             optimizer.step()
 
@@ -527,6 +547,8 @@ DPO_MISTAKES: tuple[tuple[str, dict[str, Any]], ...] = (
      "−log π_ref(y) nothing anchors π to the reference and it runs far past the optimum", dict(anchored=False)),
     ("β applied outside the sigmoid: the loss is −log σ(β·Δ) with Δ the difference of the log-ratios; "
      "β·(−log σ(Δ)) is DPO with β = 1 (Adam undoes the outer factor)", dict(beta_inside=False)),
+    ("gradients not zeroed: without optimizer.zero_grad() before each loss.backward() the gradients of every "
+     "earlier minibatch add up, and each step follows their running sum", dict(zero_grad=False)),
 )
 
 
@@ -592,6 +614,13 @@ PARTS = (
         Mistake("strengths p = e^s overflow: p_i/(p_i + p_j) is inf/inf at scores of a few hundred; write it as "
                 "σ(s_i − s_j) and take logsigmoid.", lambda *a: _bt_variant(*a, form="strengths")),
         Mistake("sum instead of mean: the loss is the mean over the pairs.", lambda *a: _bt_variant(*a, reduce="sum")),
+        *(Mistake("gradient wrong at a tie: max(0, −Δ) + log(1 + exp(−|Δ|)) has the right value, but at Δ = 0 "
+                  "autograd takes one side of each kink (of max and of |·|), so ∂/∂Δ there is not σ(0) − 1 = −½; use "
+                  "F.logsigmoid(Δ) or −F.softplus(−Δ), which are smooth.", functools.partial(_bt_variant, form=form))
+          for form in ("kinks", "relu kinks")),
+        Mistake("NaN gradient from torch.where: both branches are computed and differentiated; the one not taken "
+                "overflows (exp(1000) = ∞) and 0·∞ = NaN flows back. Use F.logsigmoid (or clamp the argument of "
+                "each branch to where it is taken).", lambda *a: _bt_variant(*a, form="where")),
     ), seals=(preferences.dpo_loss,), grad=("score_chosen", "score_rejected")),
     Part("kl_penalized_rewards", rlhf.kl_penalized_rewards, _kl_cases, GROUPS, (
         Mistake("KL penalty sign: the reward is r̂ − β·log(π/π_ref); a token more likely under π than under "
@@ -630,6 +659,8 @@ PARTS = (
                 "torch.xlogy-like care), not 0·(−∞ + ∞).", lambda *a: _sweep_variant(*a, kl="naive")),
         Mistake("exp(beta*r) instead of exp(r/beta): π* ∝ π_ref·exp(r/β).",
                 lambda *a: _sweep_variant(*a, scale="times beta")),
+        Mistake("optimum of the true utility: π* maximises the learned reward r̂ (it never sees u); u is only "
+                "averaged under it.", lambda *a: _sweep_variant(*a, optimum_of="utility")),
     ), seals=(rlhf.optimal_policy_logp, rlhf.sequence_kl), observe=_sweep_observe),
     Part("dpo_training", _dpo_reference, _dpo_cases, GROUPS,
          seals=(rlhf.train_dpo, preferences.dpo_loss, preferences.bradley_terry_loss),

@@ -48,11 +48,12 @@ def _step_reference(state: Tensor, action: Tensor, params: Mapping[str, Any]) ->
 
 def _step_variant(state: Tensor, action: Tensor, params: Mapping[str, Any], *, integrator: str = "euler",
                   judge: str = "new", trig: str = "right", pole_mass: str = "pole", force_sign: float = 1.0,
-                  friction: bool = True, gain: bool = True, half_length: bool = True,
-                  last_reward: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+                  friction: bool = True, friction_sign: float = 1.0, gain: bool = True, half_length: bool = True,
+                  last_reward: float = 1.0, theta_limit: float = THETA_LIMIT) -> tuple[Tensor, Tensor, Tensor]:
     """The CartPole step with one piece changed; ``integrator``: "euler" or "semi" (semi-implicit);
     ``judge``: terminated on the "new" or the "old" state; ``trig``: "right" or "swapped";
-    ``pole_mass``: "pole" or "total" (the total mass in the pole's m_p·l)."""
+    ``pole_mass``: "pole" or "total" (the total mass in the pole's m_p·l); ``friction_sign`` −1
+    adds +μẋ; ``theta_limit`` the angle threshold (12 for one read in degrees)."""
     x, x_dot, theta, theta_dot = state.unbind(1)
     p = {key: params[key] for key in STEP_KEYS}
     total_mass = p["masscart"] + p["masspole"]
@@ -60,7 +61,7 @@ def _step_variant(state: Tensor, action: Tensor, params: Mapping[str, Any], *, i
     polemass_length = (p["masspole"] if pole_mass == "pole" else total_mass) * length
     force = force_sign * (action.to(state.dtype) * 2.0 - 1.0) * (10.0 * (p["gain"] if gain else 1.0))
     if friction:
-        force = force - p["friction"] * x_dot
+        force = force - friction_sign * p["friction"] * x_dot
     cos, sin = torch.cos(theta), torch.sin(theta)
     if trig == "swapped":
         cos, sin = sin, cos
@@ -74,7 +75,7 @@ def _step_variant(state: Tensor, action: Tensor, params: Mapping[str, Any], *, i
         new_x_dot, new_theta_dot = x_dot + TAU * x_acc, theta_dot + TAU * theta_acc
         new = torch.stack([x + TAU * new_x_dot, new_x_dot, theta + TAU * new_theta_dot, new_theta_dot], dim=1)
     judged = new if judge == "new" else state
-    terminated = (judged[:, 0].abs() > X_LIMIT) | (judged[:, 2].abs() > THETA_LIMIT)
+    terminated = (judged[:, 0].abs() > X_LIMIT) | (judged[:, 2].abs() > theta_limit)
     reward = torch.where(terminated, last_reward, 1.0).to(state.dtype)
     return new, reward, terminated
 
@@ -99,14 +100,16 @@ def _states(g: torch.Generator, n: int, near: float = 0.0) -> Tensor:
     return state
 
 
-def _clear(state: Tensor, action: Tensor, params: Mapping[str, Any], margin: float) -> Tensor:
+def _clear(state: Tensor, margin: float) -> Tensor:
     """``state`` with the rows whose old or new position or angle lies within ``margin`` (relative)
-    of a threshold pulled halfway to the centre, so that rounding cannot flip ``terminated``."""
-    new, _, _ = _step_variant(state, action, params)
+    of a threshold pulled halfway to the centre, so that rounding cannot flip ``terminated``.
+
+    Euler moves x and θ with the old velocities, so their new values need no dynamics (the
+    cases are built in the graded kernel, where no code that computes the step may run)."""
+    new_x, new_theta = state[:, 0] + TAU * state[:, 1], state[:, 2] + TAU * state[:, 3]
     close = torch.zeros(state.shape[0], dtype=torch.bool)
-    for s in (state, new):
-        close |= ((s[:, 0].abs() - X_LIMIT).abs() < margin * X_LIMIT) | \
-                 ((s[:, 2].abs() - THETA_LIMIT).abs() < margin * THETA_LIMIT)
+    for x, theta in ((state[:, 0], state[:, 2]), (new_x, new_theta)):
+        close |= ((x.abs() - X_LIMIT).abs() < margin * X_LIMIT) | ((theta.abs() - THETA_LIMIT).abs() < margin * THETA_LIMIT)
     state = state.clone()
     state[close, 0] *= 0.5
     state[close, 2] *= 0.5
@@ -128,7 +131,7 @@ def _step_case(name: str, g: torch.Generator, n: int, near: float = 0.3, params:
     action = torch.randint(2, (n,), generator=g)
     if actions == "right":
         action = torch.ones(n, dtype=torch.int64)
-    state = _clear(state, action, params, 1e-9 if dtype == F64 else 1e-4)
+    state = _clear(state, 1e-9 if dtype == F64 else 1e-4)
     params = {k: v.to(dtype) if isinstance(v, Tensor) else v for k, v in params.items()}
     return Case(name, (state.to(dtype), action, params))
 
@@ -278,6 +281,11 @@ def _unstable(g: torch.Generator, n: int, radius: float = 1.3) -> Tensor:
     return A * (radius / float(torch.linalg.eigvals(A).abs().max()))
 
 
+# Seconds one case of lqr_gain may run: the reference needs at most 0.2 s on the CPU (1,985 sweeps
+# with R = 100). A loop whose P turns NaN (a sign error that diverges, or a relative change
+# that divides 0 by max|P| = 0 when Q = 0) never meets its stopping test; the limit makes it
+# that case's failure instead of a grade cell interrupted after 60 s.
+LQR_TIME_LIMIT = 10.0
 CARTPOLE_Q = torch.diag(torch.tensor([1.0, 1.0, 10.0, 1.0], dtype=F64))
 CARTPOLE_R = torch.tensor([[0.1]], dtype=F64)
 
@@ -415,11 +423,15 @@ PARTS = (
                 lambda *a: _step_variant(*a, force_sign=-1.0)),
         Mistake("friction ignored: viscous friction adds −μẋ to the force on the cart.",
                 lambda *a: _step_variant(*a, friction=False)),
+        Mistake("friction sign reversed: viscous friction opposes the cart's motion, it adds −μẋ to the force "
+                "(not +μẋ).", lambda *a: _step_variant(*a, friction_sign=-1.0)),
         Mistake("the actuator's gain ignored: the push is ±10·gain N.", lambda *a: _step_variant(*a, gain=False)),
         Mistake("the full length used: params['length'] is already half the pole's length (gymnasium's l).",
                 lambda *a: _step_variant(*a, half_length=False)),
         Mistake("no reward on the last step: CartPole-v1 gives 1 for every step, the one that ends the episode "
                 "too.", lambda *a: _step_variant(*a, last_reward=0.0)),
+        Mistake("angle threshold in degrees: θ is in radians, so the pole falls past 12° = 12·2π/360 ≈ 0.2094 rad, "
+                "not past θ = 12.", lambda *a: _step_variant(*a, theta_limit=12.0)),
     ), seals=SEALED_STEP, rtol=1e-9, atol=1e-12),
     Part("auto_reset", _auto_reset_reference, _auto_reset_cases, GROUPS, (
         Mistake("reset observation used for bootstrapping: final_obs is the last observation of the episode "
@@ -449,7 +461,7 @@ PARTS = (
                 "(P ← Q + AᵀP(A − BK)).", lambda *a: _lqr_variant(*a, transpose=False)),
         Mistake("started from the identity: the cost with no steps to go is xᵀQx, so P starts at Q.",
                 lambda *a: _lqr_variant(*a, start="I")),
-    ), seals=(dare,), rtol=1e-6, atol=1e-8),
+    ), seals=(dare,), rtol=1e-6, atol=1e-8, time_limit=LQR_TIME_LIMIT),
     Part("lqr_cartpole", _lqr_gain_reference, _balance_cases, GROUPS, seals=(dare,),
          properties=(Property("closed-loop stable", _balance_stable, 1.0),
                      Property("balances the pole", _balance_holds, 2.0)),

@@ -3,6 +3,7 @@ caught and named, messages say what is wrong, gradients and detaching are checke
 are deterministic, behavioural parts judge what an answer achieves, and a check's credit
 is shared among its cases."""
 
+import importlib
 import os
 import sys
 import warnings
@@ -17,7 +18,7 @@ from rlteach.grading import harness as H
 from rlteach.grading.compare import compare
 from rlteach.grading.parts import PARTS, get_part
 from rlteach.grading.records import Outcome
-from rlteach.grading.spec import Case, Mistake, Part, Property
+from rlteach.grading.spec import Case, Mistake, Part, Property, grading_code_called_by
 from tests.conftest import DEVICES
 
 CPU = torch.device("cpu")
@@ -62,10 +63,12 @@ def test_every_reference_passes_its_own_cases_in_every_group(name, device):
 
 
 @pytest.mark.parametrize("name", _names(n for n, p in PARTS.items() if p.mistakes))
-def test_every_known_mistake_fails_and_is_named(name):
+def test_every_known_mistake_fails_and_is_named(name, monkeypatch):
     """Each mistake a part recognises, handed in as an answer, fails some case of some group,
-    and the message names that mistake."""
+    and the message names that mistake. (A mistake calls the grader's own variants, which are
+    sealed against answers: here they are left free, so that the mistake computes.)"""
     part = PARTS[name]
+    monkeypatch.setattr(Part, "sealed", property(lambda self: (self.reference, *self.seals)))  # variants_free
     for mistake in part.mistakes:
         messages = []
         for group in part.groups:
@@ -75,6 +78,57 @@ def test_every_known_mistake_fails_and_is_named(name):
                 messages.append(str(failed))
         assert messages, f"{mistake.hint!r} passes every case"
         assert any(mistake.hint in message for message in messages), messages
+
+
+def test_the_grading_code_that_mistakes_call_is_sealed_with_the_part():
+    """Every function of the parts modules that a part's mistakes call (the variants that compute the
+    answer at their default arguments) is sealed while that part is checked."""
+    import rlteach.grading.parts as parts_package
+    for part in PARTS.values():
+        called = {fn.__name__ for fn in part.grading_code}
+        for mistake in part.mistakes:
+            for name in getattr(getattr(mistake.fn, "__code__", None), "co_names", ()):
+                target = mistake.fn.__globals__.get(name)
+                if callable(target) and getattr(target, "__module__", "").startswith(parts_package.__name__):
+                    assert name in called and target in part.sealed, (part.name, name)
+        assert all(fn.__module__.startswith(parts_package.__name__) for fn in part.grading_code)
+    assert {fn.__name__ for fn in PARTS["cartpole_step"].sealed} >= {"_step_reference", "_step_variant"}
+    assert {fn.__name__ for fn in PARTS["ppo_update"].sealed} >= {"_update_variant", "_policy_loss_variant"}
+
+
+@pytest.mark.parametrize("name", _names(n for n, p in PARTS.items() if p.grading_code))
+def test_what_runs_beside_an_answer_never_calls_the_sealed_grading_code(name, monkeypatch):
+    """The cases' objects, ``observe`` and ``loss`` run while the answer does: with only the grading code
+    sealed (less what the reference itself calls, where it lives in the parts module too), the reference
+    handed in as the answer still scores full marks on every group."""
+    part = PARTS[name]
+    own = grading_code_called_by([part.reference])
+    monkeypatch.setattr(Part, "sealed", property(lambda self: tuple(fn for fn in self.grading_code if fn not in own)))
+    cpu = torch.device("cpu")
+    for group in part.groups:
+        cases = part.cases(5, group)
+        verdict = H.judge(part, group, cases, [H.attempt(part, part.reference, case, cpu) for case in cases], cpu)
+        assert verdict.scores == (1.0,) * len(cases), verdict.message
+
+
+@pytest.mark.parametrize("name, variant", [("cartpole_step", "_step_variant"), ("gae", "_gae_variant"),
+                                           ("ppo_policy_loss", "_policy_loss_variant"), ("lqr_gain", "_lqr_variant"),
+                                           ("weighted_is", "_naive_weights")])
+def test_an_answer_that_calls_the_graders_own_variant_scores_zero(name, variant):
+    """The variants compute the answer at their defaults; calling one is refused like the reference."""
+    part = PARTS[name]
+    module = importlib.import_module(
+        next(fn for fn in part.grading_code if fn.__name__ == variant).__module__)
+    fn = getattr(module, variant)
+    if variant == "_naive_weights":
+        def answer(logp_target, logp_proposal, f_values):
+            w = fn(logp_target, logp_proposal)
+            return (w * f_values).sum() / w.sum()
+    else:
+        def answer(*args, **kwargs):
+            return fn(*args, **kwargs)
+    with pytest.raises(CheckFailed, match=f"{variant}, which is sealed"):
+        check(answer, name, seed=2)
 
 
 def test_every_part_has_three_mistakes_or_is_behavioural():

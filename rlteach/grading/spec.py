@@ -7,8 +7,10 @@ library's references; the harness (:mod:`rlteach.grading.harness`) runs them.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,46 @@ class Mistake:
 
     hint: str
     fn: Callable[..., Any]
+
+
+PARTS_PACKAGE = "rlteach.grading.parts"
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """The global names a code object and the functions nested in it refer to."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def grading_code_called_by(fns: Iterable[Callable[..., Any]]) -> tuple[Callable[..., Any], ...]:
+    """The functions defined in the parts modules that ``fns`` refer to, followed transitively."""
+    found: dict[int, Callable[..., Any]] = {}
+    todo = list(fns)
+    while todo:
+        fn = todo.pop()
+        while isinstance(fn, functools.partial):
+            todo.extend(value for value in (*fn.args, *fn.keywords.values()) if callable(value))
+            fn = fn.func
+        if not isinstance(fn, types.FunctionType):
+            continue
+        for name in _code_names(fn.__code__):
+            target = fn.__globals__.get(name)
+            if (isinstance(target, types.FunctionType) and target.__module__.startswith(PARTS_PACKAGE)
+                    and id(target) not in found):
+                found[id(target)] = target
+                todo.append(target)
+        todo.extend(cell.cell_contents for cell in fn.__closure__ or () if callable(_cell_value(cell)))
+    return tuple(found.values())
+
+
+def _cell_value(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
 
 
 @dataclass(frozen=True)
@@ -148,8 +190,25 @@ class Part:
 
     @property
     def sealed(self) -> tuple[Callable[..., Any], ...]:
-        """Every function sealed while this part is checked: its reference first."""
-        return (self.reference, *(fn for fn in self.seals if fn is not self.reference))
+        """Every function sealed while this part is checked: its reference first, then
+        :attr:`seals`, then :attr:`grading_code`."""
+        extra = [fn for fn in (*self.seals, *self.grading_code) if fn is not self.reference]
+        return (self.reference, *dict.fromkeys(extra))
+
+    @functools.cached_property
+    def grading_code(self) -> tuple[Callable[..., Any], ...]:
+        """The functions of the parts modules that this part's mistakes call, directly or through each other.
+
+        A mistake is usually a variant of the answer with one piece changed, which at its
+        default arguments *is* the answer: these are sealed with the reference, so that an
+        answer cannot call the grader's own copy of it. Code that the cases, ``observe``,
+        ``loss`` or the properties use is left out: it runs while the answer does (a case's
+        objective, say).
+        """
+        harness_side = [fn for fn in (self.cases, self.observe, self.loss, *(p.test for p in self.properties))
+                        if fn is not None]
+        free = {id(fn) for fn in (*harness_side, *grading_code_called_by(harness_side))}
+        return tuple(fn for fn in grading_code_called_by(mistake.fn for mistake in self.mistakes) if id(fn) not in free)
 
     @property
     def behavioural(self) -> bool:

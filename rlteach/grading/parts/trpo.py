@@ -118,8 +118,8 @@ def _line_search_problem(g: torch.Generator, B: int = 64, d: int = 3, K: int = 4
     adv = _randn(g, B)
     logp_old = _logp(logits_old, actions)
     theta = theta_old.clone().requires_grad_(True)
-    value = _surrogate_variant(_logp(kl.linear_softmax_logits(theta, obs, K), actions), logp_old, adv)
-    grad = torch.autograd.grad(value, theta)[0]
+    ratio = (_logp(kl.linear_softmax_logits(theta, obs, K), actions) - logp_old).exp()  # r(θ), the variants sealed
+    grad = torch.autograd.grad((ratio * adv).mean(), theta)[0]  # ∇L(θ_old)
     probs = torch.softmax(logits_old, -1)
     jac = torch.stack([torch.kron(o[None, :], torch.eye(K, dtype=F64)) for o in obs])  # (B, K, dK): ∂logits/∂θ
     cov = torch.diag_embed(probs) - probs[:, :, None] * probs[:, None, :]  # diag(p) − ppᵀ
@@ -251,8 +251,8 @@ class _ModuleObjective:
         with torch.no_grad():
             logits = self.policy(self.obs)
             logp = _logp(logits, self.actions)
-            value = _surrogate_variant(logp, self.logp_old, self.adv, inverted=self.inverted)
-            return float(value), float(kl.mean_categorical_kl(self.logits_old, logits))
+            log_ratio = self.logp_old - logp if self.inverted else logp - self.logp_old  # log r (or its inverse)
+            return float((log_ratio.exp() * self.adv).mean()), float(kl.mean_categorical_kl(self.logits_old, logits))
 
 
 def _step_reference(policy: nn.Module, obs: Tensor, actions: Tensor, logp_old: Tensor, adv: Tensor, max_kl: float,

@@ -48,7 +48,15 @@ STUDENT_PACKAGES = ("numpy", "torch", "matplotlib", "ipywidgets", "tqdm", "gymna
 # feedback templates). Students never run it, and it cannot import without nbgrader.
 INSTRUCTOR_ONLY = ("grading/autograde.py", "grading/classroom.py", "grading/templates")
 STUDENT_SCRIPTS = {"rlteach-check": "rlteach.grading.selfcheck:main"}
-IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info", ".DS_Store")
+_IGNORED_NAMES = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints", "*.egg-info", ".DS_Store")
+
+
+def ignored(folder: str, names: list[str]) -> set[str]:
+    """What no edition holds: caches, checkpoints, and sockets or pipes (a kernel's IPC files, say)."""
+    special = {n for n in names if not (Path(folder, n).is_file() or Path(folder, n).is_dir())}
+    return set(_IGNORED_NAMES(folder, names)) | special
+
+
 # nbgrader's markers; none may appear in a notebook or a text file of the edition.
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME")
 MIN_SOLUTION_LINE = 16  # shorter solution lines ("return x", "s = 1.0") are common code, not answers
@@ -289,7 +297,7 @@ def copy_library(source: Path, target: Path) -> None:
     skip = {source / rel for rel in INSTRUCTOR_ONLY}
 
     def ignore(folder: str, names: list[str]) -> set[str]:
-        return set(IGNORE(folder, names)) | {n for n in names if Path(folder, n) in skip}
+        return ignored(folder, names) | {n for n in names if Path(folder, n) in skip}
 
     shutil.copytree(source, target, ignore=ignore)
     imports_nbgrader = [p.relative_to(target.parent).as_posix() for p in sorted(target.rglob("*.py"))
@@ -313,10 +321,10 @@ def write_edition(edition: Path, root: Path) -> None:
 
     check_released(root / "exercises", root / "solutions")
     edition.mkdir(parents=True)
-    shutil.copytree(root / "lectures", edition / "lectures", ignore=IGNORE)
+    shutil.copytree(root / "lectures", edition / "lectures", ignore=ignored)
     for topic in topics(root / "exercises"):
-        shutil.copytree(topic, edition / "exercises" / topic.name, ignore=IGNORE)
-        shutil.copytree(topic, edition / ".pristine" / "exercises" / topic.name, ignore=IGNORE)
+        shutil.copytree(topic, edition / "exercises" / topic.name, ignore=ignored)
+        shutil.copytree(topic, edition / ".pristine" / "exercises" / topic.name, ignore=ignored)
     read_only(edition / ".pristine")
     copy_library(root / "rlteach", edition / "rlteach")
 

@@ -280,7 +280,7 @@ def test_make_reset_keeps_the_students_version_and_restores_the_exercise(edition
 def course_copy(tmp_path) -> Path:
     root = tmp_path / "instructor"
     for name in ("lectures", "exercises", "solutions", "rlteach"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(ROOT / name, root / name, ignore=student_edition.ignored)
     for name in ("pyproject.toml", "constraints.txt", "environment.yml"):
         shutil.copy(ROOT / name, root / name)
     return root
@@ -360,3 +360,17 @@ def test_a_student_fills_in_an_exercise_checks_it_and_resets_it(tmp_path):
 
     result = make(edition, "-n", "course")
     assert "pip install --quiet -c constraints.txt -e ." in result.stdout and "jupyter lab" in result.stdout
+
+
+def test_sockets_and_caches_left_beside_the_notebooks_stay_out_of_the_edition(tmp_path):
+    """A kernel's IPC socket or a cache next to a lecture is not copied (copytree cannot copy a socket)."""
+    import socket
+
+    (tmp_path / "01_a.ipynb").write_text("{}")
+    (tmp_path / "__pycache__").mkdir()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "kernel-ipc-1"))
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert student_edition.ignored(str(tmp_path), names) == {"__pycache__", "kernel-ipc-1"}
+        shutil.copytree(tmp_path, tmp_path.parent / "copy", ignore=student_edition.ignored)
+    assert sorted(p.name for p in (tmp_path.parent / "copy").iterdir()) == ["01_a.ipynb"]

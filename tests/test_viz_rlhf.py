@@ -102,6 +102,7 @@ def test_the_readout_reports_the_point_and_the_reference(arrays):
     assert "at or above the peak" in viz.rlhf_beta_readout(viz.rlhf_beta_point(ref_logp, reward, utility, repeats, 5.0), s)
 
 
+@pytest.mark.slow  # renders a three-panel figure per slider move (2 s)
 def test_the_explorer_follows_its_slider(arrays):
     _, ref_logp, reward, utility, repeats = arrays
     w = RLHFBetaExplorer(ref_logp, reward, utility, repeats)

@@ -3,7 +3,6 @@ caught and named, messages say what is wrong, gradients and detaching are checke
 are deterministic, behavioural parts judge what an answer achieves, and a check's credit
 is shared among its cases."""
 
-import importlib
 import os
 import sys
 import warnings
@@ -116,10 +115,7 @@ def test_what_runs_beside_an_answer_never_calls_the_sealed_grading_code(name, mo
                                            ("weighted_is", "_naive_weights")])
 def test_an_answer_that_calls_the_graders_own_variant_scores_zero(name, variant):
     """The variants compute the answer at their defaults; calling one is refused like the reference."""
-    part = PARTS[name]
-    module = importlib.import_module(
-        next(fn for fn in part.grading_code if fn.__name__ == variant).__module__)
-    fn = getattr(module, variant)
+    fn = next(fn for fn in PARTS[name].grading_code if fn.__name__ == variant)
     if variant == "_naive_weights":
         def answer(logp_target, logp_proposal, f_values):
             w = fn(logp_target, logp_proposal)

@@ -105,7 +105,7 @@ def grading_code_called_by(fns: Iterable[Callable[..., Any]]) -> tuple[Callable[
                     and id(target) not in found):
                 found[id(target)] = target
                 todo.append(target)
-        todo.extend(cell.cell_contents for cell in fn.__closure__ or () if callable(_cell_value(cell)))
+        todo.extend(value for value in map(_cell_value, fn.__closure__ or ()) if callable(value))
     return tuple(found.values())
 
 

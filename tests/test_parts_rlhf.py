@@ -184,16 +184,28 @@ def test_the_sweep_on_the_enumerable_task_shows_the_trade_off():
 
 
 def _rm_loop(model, optimizer, chosen, rejected, epochs, batch_size, generator, *, swapped=False, step=True,
-             full_batch=False, shuffle=True, zero_grad=True):
-    """The reward-model loop with one thing changed."""
+             full_batch=False, shuffle=True, zero_grad=True, loss_form="logsigmoid", misaligned=False):
+    """The reward-model loop with one thing changed (``loss_form``: the loss of the margin Δ,
+    written another valid way or a wrong one; ``misaligned``: the chosen responses of a
+    minibatch paired with the rejected ones in reverse order)."""
     P_ = chosen.shape[0]
     size = P_ if full_batch else batch_size
     for _ in range(epochs):
         order = torch.randperm(P_, generator=generator) if shuffle else torch.arange(P_)
         for start in range(0, P_, size):
             index = order[start:start + size]
-            w, lose = model(chosen[index]), model(rejected[index])
-            loss = -F.logsigmoid(lose - w if swapped else w - lose).mean()
+            if loss_form == "one forward":
+                scores = model(torch.cat([chosen[index], rejected[index]]))
+                w, lose = scores[:len(index)], scores[len(index):]
+            else:
+                w, lose = model(chosen[index.flip(0) if misaligned else index]), model(rejected[index])
+            margin = lose - w if swapped else w - lose
+            loss = {"logsigmoid": lambda: -F.logsigmoid(margin).mean(), "one forward": lambda: -F.logsigmoid(margin).mean(),
+                    "softplus": lambda: F.softplus(-margin).mean(),
+                    "bce": lambda: F.binary_cross_entropy_with_logits(margin, torch.ones_like(margin)),
+                    "float64": lambda: -F.logsigmoid(margin.double()).mean(),
+                    "sum": lambda: -F.logsigmoid(margin).sum(), "mse": lambda: ((margin - 1) ** 2).mean(),
+                    "hinge": lambda: F.relu(1 - margin).mean()}[loss_form]()
             if zero_grad:
                 optimizer.zero_grad()
             loss.backward()
@@ -213,8 +225,12 @@ def test_the_reward_model_reference_and_a_correct_loop_score_full_marks():
     (dict(swapped=True), 2 / 5, "learned the opposite"),
     (dict(step=False), 1 / 5, "parameters did not change"),
     (dict(full_batch=True), None, "steps; expected"),
-    (dict(shuffle=False), 4 / 5, "torch.randperm"),
+    (dict(shuffle=False), 3 / 5, "torch.randperm"),  # and its first step is on another minibatch
     (dict(zero_grad=False), 2 / 5, "not zeroed"),  # it ranks 80%, and is not told it learned the opposite
+    (dict(misaligned=True), 4 / 5, "different pairs"),  # ranks well: only the steps give it away
+    (dict(loss_form="mse"), 4 / 5, "a loss other than the mean Bradley-Terry loss"),
+    (dict(loss_form="hinge"), 4 / 5, "a loss other than the mean Bradley-Terry loss"),
+    (dict(loss_form="sum"), 4 / 5, "the sum over the pairs instead of the mean"),
 ])
 def test_the_reward_model_probes_lose_their_share_and_say_why(change, score, words):
     part = PARTS["reward_model_training"]
@@ -225,6 +241,31 @@ def test_the_reward_model_probes_lose_their_share_and_say_why(change, score, wor
         assert judged.score == pytest.approx(score)
     assert any(words in p for p in judged.problems), judged.problems
     assert ("learned the opposite" in " ".join(judged.problems)) == change.get("swapped", False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_form", ["one forward", "softplus", "bce", "float64"])
+def test_reward_model_loops_written_differently_score_full_marks(loss_form):
+    """One forward pass over both responses, softplus, BCE with logits or a float64 loss: the
+    steps follow the stated loss within rounding, on every case."""
+    judged = verdicts(lambda *a: _rm_loop(*a, loss_form=loss_form), "reward_model_training", seed=5)
+    assert all(v.score == 1.0 for v in judged), [v.message for v in judged]
+
+
+@pytest.mark.slow
+def test_the_steps_are_compared_at_the_answers_parameters():
+    """The stated loop, run at the answer's recorded parameters, gives back the answer's own
+    gradients: the reference to 0, a loop in float64 to within 1e-5 of the tolerance's scale."""
+    part = PARTS["reward_model_training"]
+    (case,) = part.cases(0, "random")
+    for fn, bound in ((P._rm_reference, 0.0), (lambda *a: _rm_loop(*a, loss_form="float64"), 1e-5)):
+        args, kwargs = case.arguments(CPU)
+        fn(*args, **kwargs)
+        steps = P._RECORDED[args[1]]
+        assert len(steps) == P.STEPS_FOLLOWED
+        want = P._stated_gradients(case, [start for start, _ in steps])
+        gaps = [float((g - w).norm() / w.norm()) for (_, g), w in zip(steps, want, strict=True)]
+        assert max(gaps) <= bound, gaps
 
 
 @pytest.mark.slow
@@ -312,8 +353,10 @@ def test_calling_the_references_scores_zero():
 
 
 def _dpo_loop(policy, ref_policy, optimizer, chosen, rejected, beta, epochs, batch_size, generator, *,
-              swapped=False, anchored=True, beta_inside=True, ref_as_data=True, step=True, zero_grad=True):
-    """A student's DPO loop (the reference's log-probabilities per minibatch) with one thing changed."""
+              swapped=False, anchored=True, beta_inside=True, ref_as_data=True, step=True, zero_grad=True,
+              misaligned=False):
+    """A student's DPO loop (the reference's log-probabilities per minibatch) with one thing changed
+    (``misaligned``: the chosen responses of a minibatch in reverse order against the rejected)."""
     P_ = chosen.shape[0]
     if swapped:
         chosen, rejected = rejected, chosen
@@ -321,7 +364,7 @@ def _dpo_loop(policy, ref_policy, optimizer, chosen, rejected, beta, epochs, bat
         order = torch.randperm(P_, generator=generator)
         for start in range(0, P_, batch_size):
             index = order[start:start + batch_size]
-            w, lose = chosen[index], rejected[index]
+            w, lose = chosen[index.flip(0) if misaligned else index], rejected[index]
             log_w, log_l = policy.sequence_logp(w), policy.sequence_logp(lose)
             if anchored:
                 with torch.set_grad_enabled(not ref_as_data):
@@ -384,6 +427,7 @@ def test_the_dpo_reference_gets_close_to_the_optimum_of_the_true_utility():
     (dict(ref_as_data=False), 7 / 8, "gradient flows into the reference"),
     (dict(step=False), 2 / 8, "parameters did not change"),  # and no steps
     (dict(zero_grad=False), 3 / 8, "gradients not zeroed"),
+    (dict(misaligned=True), 7 / 8, "different pairs"),  # it gets close to π*: only the steps give it away
 ])
 def test_the_dpo_probes_lose_their_share_and_are_named(change, score, hint):
     judged = _dpo_judged(lambda *a: _dpo_loop(*a, **change))

@@ -5,7 +5,9 @@ Two warm-ups, the Bradley-Terry loss (graded on its value and its gradients, at 
 optimises (the learned reward at the response's last token, a penalty at each of its tokens,
 nothing in the padding, no gradient); then four parts that build: the reward-model
 training loop, graded on what the trained model achieves (its ranking of held-out pairs of
-a token task by a hidden utility, within a budget of optimizer steps, reproducibly), the
+a token task by a hidden utility, within a budget of optimizer steps, reproducibly) and on
+the gradients its first steps are taken on (recomputed by the stated loop at the answer's
+own parameters, so that Adam cannot amplify rounding into a difference), the
 KL-regularised optimum over every response of an enumerable task, the sweep over β that
 reads off the learned reward, the true utility and the KL to the reference of the optimum
 (what the lecture's slider shows), and the DPO training loop, graded on how close the
@@ -20,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import weakref
 from typing import Any
 
 import torch
@@ -192,10 +195,11 @@ def _rm_case(name: str, seed: int, num_pairs: int, epochs: int, batch_size: int,
     def make(device: torch.device) -> Arguments:
         model = _reward_model(seed).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        _record_steps(optimizer, STEPS_FOLLOWED)
         return (model, optimizer, data["chosen"].to(device), data["rejected"].to(device), epochs, batch_size,
                 torch.Generator().manual_seed(seed + 1)), {}
     info = {**data, "seed": seed, "num_pairs": num_pairs, "epochs": epochs, "batch_size": batch_size,
-            "min_accuracy": min_accuracy}
+            "min_accuracy": min_accuracy, "loop": _rm_reference, "loss": "the mean Bradley-Terry loss"}
     return Case(name, make=make, info=info)
 
 
@@ -222,6 +226,104 @@ def _rm_reference(model: rlhf.RewardModel, optimizer: torch.optim.Optimizer, cho
             optimizer.step()
 
 
+STEPS_FOLLOWED = 24  # optimizer steps whose gradients are compared with the stated loop's
+STEP_RTOL = 1e-3  # ‖g − g_ref‖ ≤ STEP_RTOL·‖g_ref‖ at each of them
+
+
+_RECORDED: weakref.WeakKeyDictionary[torch.optim.Optimizer, list[tuple[Tensor, Tensor]]] = weakref.WeakKeyDictionary()
+
+
+class _EnoughSteps(Exception):
+    """Stops the stated loop once it has been followed through the steps that are compared."""
+
+
+def _flat(tensors: list[Tensor | None], like: list[Tensor]) -> Tensor:
+    """Tensors (None: zeros shaped like ``like``) flattened into one float64 vector on the CPU."""
+    return torch.cat([(torch.zeros_like(x) if t is None else t).detach().reshape(-1).to("cpu", F64)
+                      for t, x in zip(tensors, like, strict=True)])
+
+
+def _record_steps(optimizer: torch.optim.Optimizer, keep: int) -> list[tuple[Tensor, Tensor]]:
+    """Keep, for each of the optimizer's first ``keep`` steps, the parameters it started from
+    and the gradient it stepped on (each flattened over every parameter, float64, CPU)."""
+    steps: list[tuple[Tensor, Tensor]] = []
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    before: list[Tensor] = []
+
+    def pre_hook(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        before[:] = [_flat(params, params)] if len(steps) < keep else []
+
+    def post_hook(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        if before:
+            steps.append((before.pop(), _flat([p.grad for p in params], params)))
+
+    optimizer.register_step_pre_hook(pre_hook)
+    optimizer.register_step_post_hook(post_hook)
+    _RECORDED[optimizer] = steps
+    return steps
+
+
+def _stated_gradients(case: Case, starts: list[Tensor]) -> list[Tensor]:
+    """The gradients that the part's stated loop on ``case`` steps on at its first
+    ``len(starts)`` steps, each taken at the parameters ``starts[k]`` (the answer's, so that
+    rounding cannot make the two runs drift apart): after each step the loop's parameters
+    are overwritten with the next start. CPU."""
+    args, kwargs = case.arguments(torch.device("cpu"))
+    optimizer = next(a for a in args if isinstance(a, torch.optim.Optimizer))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads: list[Tensor] = []
+
+    def load(flat: Tensor) -> None:
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(flat.to(params[0].dtype), params)
+
+    def post_hook(opt: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+        grads.append(_flat([p.grad for p in params], params))
+        if len(grads) == len(starts):
+            raise _EnoughSteps
+        load(starts[len(grads)])
+
+    load(starts[0])
+    optimizer.register_step_post_hook(post_hook)
+    try:
+        case.info["loop"](*args, **kwargs)
+    except _EnoughSteps:
+        pass
+    return grads
+
+
+def _follows_the_loss(observed: dict, case: Case) -> str | None:
+    """The loops of parts 3 and 6: each of the first steps is taken on the gradient of the
+    stated loss over the stated minibatch, at the parameters the answer had reached."""
+    info = case.info
+    expected = info["epochs"] * -(-info["num_pairs"] // info["batch_size"])
+    steps = observed["result"]["stepped_on"]
+    compared = min(STEPS_FOLLOWED, expected)
+    if len(steps) < compared:
+        return (f"the optimizer took {len(steps)} steps, too few to compare with the stated loop's first "
+                f"{compared}: one optimizer.step() per minibatch")
+    want = _stated_gradients(case, [start for start, _ in steps[:compared]])
+    loss = info["loss"]
+    for k, ((_, g), w) in enumerate(zip(steps, want, strict=False)):
+        gap = float((g - w).norm() / w.norm().clamp_min(1e-30))
+        if gap <= STEP_RTOL:
+            continue
+        scale = float(g.norm() / w.norm().clamp_min(1e-30))
+        cosine = float(g @ w / (g.norm() * w.norm()).clamp_min(1e-30))
+        message = (f"optimizer step {k + 1} was not taken on the gradient of {loss} over its minibatch: your "
+                   f"gradient differs from the stated loop's, at the same parameters, by {gap:.1%} of its norm "
+                   f"(the first {compared} steps are compared)")
+        if cosine > 0.999 and abs(scale - info["batch_size"]) < 0.02 * info["batch_size"]:
+            return message + f". It is {scale:.0f} times as large: the sum over the pairs instead of the mean"
+        if k > 0:
+            return message + (". Look for gradients not zeroed before each loss.backward() (they add up), "
+                              "minibatches that are not consecutive slices of the epoch's permutation, or "
+                              "chosen and rejected responses taken from different pairs")
+        return message + (". Look for chosen and rejected responses taken from different pairs (one index for "
+                          f"both), or a loss other than {loss}")
+    return None
+
+
 def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
     """Adam counts its steps per parameter: the first parameter's count."""
     first = optimizer.param_groups[0]["params"][0]
@@ -230,7 +332,8 @@ def _optimizer_steps(optimizer: torch.optim.Optimizer) -> int:
 
 def _rm_observe(result: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     model, optimizer, generator = args[0], args[1], args[6]
-    return {"state": state_of(model), "steps": _optimizer_steps(optimizer), "generator": generator.get_state()}
+    return {"state": state_of(model), "steps": _optimizer_steps(optimizer), "generator": generator.get_state(),
+            "stepped_on": list(_RECORDED.get(optimizer, ()))}
 
 
 def _reward_model(seed: int) -> rlhf.RewardModel:
@@ -448,10 +551,11 @@ def _dpo_case(name: str, seed: int, num_pairs: int, beta: float, epochs: int, ba
         policy = copy.deepcopy(setup["ref_policy"]).requires_grad_(True).to(device)
         ref_policy = copy.deepcopy(setup["ref_policy"]).requires_grad_(True).to(device)  # a gradient could reach it
         optimizer = torch.optim.Adam(policy.parameters(), lr=DPO_LR)
+        _record_steps(optimizer, STEPS_FOLLOWED)
         return (policy, ref_policy, optimizer, chosen.to(device), rejected.to(device), beta, epochs, batch_size,
                 torch.Generator().manual_seed(seed + 1)), {}
     info = {"seed": seed, "num_pairs": num_pairs, "beta": beta, "epochs": epochs, "batch_size": batch_size,
-            "max_kl": max_kl, "fraction": fraction}
+            "max_kl": max_kl, "fraction": fraction, "loop": _dpo_reference, "loss": "the mean DPO loss"}
     return Case(name, make=make, info=info)
 
 
@@ -527,7 +631,8 @@ def _dpo_observe(result: Any, args: tuple, kwargs: dict) -> dict[str, Any]:
     policy, ref_policy, optimizer, generator = args[0], args[1], args[2], args[8]
     ref_grad = any(p.grad is not None and bool((p.grad != 0).any()) for p in ref_policy.parameters())
     return {"state": state_of(policy), "ref_state": state_of(ref_policy), "ref_grad": ref_grad,
-            "steps": _optimizer_steps(optimizer), "generator": generator.get_state()}
+            "steps": _optimizer_steps(optimizer), "generator": generator.get_state(),
+            "stepped_on": list(_RECORDED.get(optimizer, ()))}
 
 
 def _policy_logp(state: dict[str, Tensor]) -> Tensor:
@@ -638,7 +743,8 @@ PARTS = (
     Part("reward_model_training", _rm_reference, _rm_cases, GROUPS,
          seals=(rlhf.train_reward_model, preferences.bradley_terry_loss, preferences.dpo_loss),
          observe=_rm_observe,
-         properties=(Property("ranks held-out pairs", _rm_ranks, 3.0),
+         properties=(Property("ranks held-out pairs", _rm_ranks, 2.0),
+                     Property("steps on the loss", _follows_the_loss, 1.0),
                      Property("step budget", _minibatch_budget, 1.0),
                      Property("shuffled each epoch", _epoch_shuffles, 1.0)),
          time_limit=60.0),
@@ -665,7 +771,8 @@ PARTS = (
     Part("dpo_training", _dpo_reference, _dpo_cases, GROUPS,
          seals=(rlhf.train_dpo, preferences.dpo_loss, preferences.bradley_terry_loss),
          observe=_dpo_observe,
-         properties=(Property("approaches the optimum of the true utility", _dpo_approaches, 5.0),
+         properties=(Property("approaches the optimum of the true utility", _dpo_approaches, 4.0),
+                     Property("steps on the loss", _follows_the_loss, 1.0),
                      Property("step budget", _minibatch_budget, 1.0),
                      Property("shuffled each epoch", _epoch_shuffles, 1.0),
                      Property("reference untouched", _dpo_reference_untouched, 1.0)),

@@ -80,14 +80,17 @@ class PPOConfig:
 
     The defaults solve CartPole-v1 with rl-baselines3-zoo's tuned settings for it
     (hyperparams/ppo.yml: 8 environments × 32 steps, one full-batch step per epoch, 20
-    epochs, γ = 0.98, λ = 0.8, lr and ε annealed linearly from 1e-3 and 0.2): on the
-    same sample budget as Stable-Baselines3 (seeds 1-5: a median of 65,124 steps to a
-    100-episode mean of 475, against SB3's 65,416; seeds 1-10: 67,046 against 65,416) in
-    0.49× its wall time from process start over seeds 1-10 (20.0 s against 41.1 s;
-    ``benchmarks/peers.py --seeds 10``, both pinned to one core of a quiet 2-core AMD
-    EPYC). Cheaper settings (16 environments × 16 steps, or 10
-    epochs, or hidden layers of 32) needed from 11 % to over 50 % more environment
-    steps to a 100-episode mean of 475 on seeds 1-2.
+    epochs, γ = 0.98, λ = 0.8, lr and ε annealed linearly from 1e-3 and 0.2, the value loss
+    weighted as SB3 weighs it: its vf_coef 0.5 on the squared error is c_v = 1 on this
+    L^V, which has a ½). Raced against Stable-Baselines3 on seeds 1-10, from process start,
+    both pinned to one core of a 2-core AMD EPYC (``benchmarks/peers.py --seeds 10``): a
+    median of 63,948 env steps to a 100-episode mean of 475 (10 of 10 seeds) against SB3's
+    65,416 (9 of 10 seeds; the median of those 9), 0.98×, in 13.9 s against 30.4 s of wall
+    time, 0.46×. With c_v = 0.5 (half SB3's weighting) the median over seeds 1-30 was 66,949
+    steps; with c_v = 1 and 30 epochs it was 59,687 (two seeds of 30 missed 475 within 100k
+    steps), for about a quarter more compute per step. Cheaper settings (16 environments
+    × 16 steps, or 10 epochs, or hidden layers of 32) needed from 11 % to over 50 % more
+    environment steps to a 100-episode mean of 475 on seeds 1-2.
     :data:`PENDULUM` holds settings for Pendulum-v1 (continuous actions).
     """
 
@@ -109,7 +112,7 @@ class PPOConfig:
     clip_eps: float = 0.2  # ε of the clipped surrogate
     anneal_clip_eps: bool = True  # ε decays linearly to 0 over the budget (zoo's lin_0.2)
     clip_value: bool = False  # clip V − V_old to ±ε in the value loss
-    vf_coef: float = 0.5  # c_v
+    vf_coef: float = 1.0  # c_v (L^V has a ½: c_v = 1 weighs the squared error as SB3's vf_coef = 0.5)
     ent_coef: float = 0.0  # c_e, weight of the entropy bonus
     max_grad_norm: float = 0.5  # global gradient-norm clip; inf: no clipping
     target_kl: float | None = None  # stop the update once the approximate KL exceeds it; None: never
@@ -189,7 +192,7 @@ PENDULUM = PPOConfig(
 )
 """PPO settings for Pendulum-v1: γ = 0.9 and λ = 0.95 as rl-baselines3-zoo's Pendulum-v1 entry,
 with observation and reward normalisation instead of its state-dependent exploration. Seed 1
-passes a 100-episode mean of −250 at 62,400 steps and ends the 200k-step budget near −200."""
+passes a 100-episode mean of −250 at 63,200 steps and ends the 200k-step budget at −191."""
 
 
 def linear_schedule(start: float, update: int, num_updates: int) -> float:

@@ -117,7 +117,7 @@ SOLVE = PPOConfig(env_backend="batched", num_envs=512, num_steps=32, update_epoc
                   gamma=0.99, gae_lambda=0.95)
 """PPO for many environments: 32 steps a rollout, 10 epochs of 4 minibatches, lr 2e-3 and ε 0.2 annealed over
 100 rollouts. Measured on the 2-core CPU (``--solve --solve-envs 512 2048 --seeds 1 2 3``): a 100-episode mean
-of 475 after 21 updates with 512 environments (334k-344k env steps, 17-19 s) and 20 with 2048 (1.25M-1.27M, 63-71 s):
+of 475 after 21-22 updates with 512 environments (332k-347k env steps, 13-16 s) and 20 with 2048 (1.25M-1.29M, 43-48 s):
 the number of updates, not of samples, sets the time, which is where a GPU helps."""
 
 

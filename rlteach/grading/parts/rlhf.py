@@ -285,10 +285,14 @@ def _stated_gradients(case: Case, starts: list[Tensor]) -> list[Tensor]:
 
     load(starts[0])
     optimizer.register_step_post_hook(post_hook)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small ops: a second thread only contends (10x slower on a busy 2-core machine)
     try:
         case.info["loop"](*args, **kwargs)
     except _EnoughSteps:
         pass
+    finally:
+        torch.set_num_threads(threads)
     return grads
 
 

@@ -88,7 +88,7 @@ class PPOConfig:
     65,416 (9 of 10 seeds; the median of those 9), 0.98×, in 13.9 s against 30.4 s of wall
     time, 0.46×. With c_v = 0.5 (half SB3's weighting) the median over seeds 1-30 was 66,949
     steps; with c_v = 1 and 30 epochs it was 59,687 (two seeds of 30 missed 475 within 100k
-    steps), for about a quarter more compute per step. Cheaper settings (16 environments
+    steps), for 8-42 % more CPU per step (seeds 1-2, a busy core). Cheaper settings (16 environments
     × 16 steps, or 10 epochs, or hidden layers of 32) needed from 11 % to over 50 % more
     environment steps to a 100-episode mean of 475 on seeds 1-2.
     :data:`PENDULUM` holds settings for Pendulum-v1 (continuous actions).

@@ -317,7 +317,8 @@ def _follows_the_loss(observed: dict, case: Case) -> str | None:
         message = (f"optimizer step {k + 1} was not taken on the gradient of {loss} over its minibatch: your "
                    f"gradient differs from the stated loop's, at the same parameters, by {gap:.1%} of its norm "
                    f"(the first {compared} steps are compared)")
-        if cosine > 0.999 and abs(scale - info["batch_size"]) < 0.02 * info["batch_size"]:
+        first = min(info["batch_size"], info["num_pairs"])  # pairs in the first minibatches
+        if cosine > 0.999 and abs(scale - first) < 0.02 * first:
             return message + f". It is {scale:.0f} times as large: the sum over the pairs instead of the mean"
         if k > 0:
             return message + (". Look for gradients not zeroed before each loss.backward() (they add up), "

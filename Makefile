@@ -17,7 +17,7 @@ unexport PYTHONDONTWRITEBYTECODE
 help:
 	@echo "make course     set up, then open the course in JupyterLab (prints the URL)"
 	@echo "make test       set up, then run the whole test suite"
-	@echo "make test-fast  the library, harness and preprocessor tests alone (23-28 s on 2 cores)"
+	@echo "make test-fast  the library, harness and preprocessor tests alone (21-28 s on 2 cores)"
 	@echo "make lint       ruff and mypy"
 	@echo "make exercises  regenerate exercises/ from solutions/ with nbgrader"
 	@echo "make bench      time every notebook and one autograde per assignment"

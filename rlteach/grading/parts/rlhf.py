@@ -321,9 +321,10 @@ def _follows_the_loss(observed: dict, case: Case) -> str | None:
         if cosine > 0.999 and abs(scale - first) < 0.02 * first:
             return message + f". It is {scale:.0f} times as large: the sum over the pairs instead of the mean"
         if k > 0:
-            return message + (". Look for gradients not zeroed before each loss.backward() (they add up), "
-                              "minibatches that are not consecutive slices of the epoch's permutation, or "
-                              "chosen and rejected responses taken from different pairs")
+            return message + (f". Step{'s 1 to' if k > 1 else ''} {k} matched: look for gradients not zeroed "
+                              "before each loss.backward() (they add up), minibatches that are not consecutive "
+                              "slices of the epoch's permutation, chosen and rejected responses taken from "
+                              f"different pairs, or a loss other than {loss} that agrees with it only at the start")
         return message + (". Look for chosen and rejected responses taken from different pairs (one index for "
                           f"both), or a loss other than {loss}")
     return None

@@ -243,9 +243,10 @@ def _flat(tensors: list[Tensor | None], like: list[Tensor]) -> Tensor:
                       for t, x in zip(tensors, like, strict=True)])
 
 
-def _record_steps(optimizer: torch.optim.Optimizer, keep: int) -> list[tuple[Tensor, Tensor]]:
-    """Keep, for each of the optimizer's first ``keep`` steps, the parameters it started from
-    and the gradient it stepped on (each flattened over every parameter, float64, CPU)."""
+def _record_steps(optimizer: torch.optim.Optimizer, keep: int) -> None:
+    """Keep in ``_RECORDED[optimizer]``, for each of the optimizer's first ``keep`` steps, the
+    parameters it started from and the gradient it stepped on (each flattened over every
+    parameter, float64, CPU)."""
     steps: list[tuple[Tensor, Tensor]] = []
     params = [p for group in optimizer.param_groups for p in group["params"]]
     before: list[Tensor] = []
@@ -260,7 +261,6 @@ def _record_steps(optimizer: torch.optim.Optimizer, keep: int) -> list[tuple[Ten
     optimizer.register_step_pre_hook(pre_hook)
     optimizer.register_step_post_hook(post_hook)
     _RECORDED[optimizer] = steps
-    return steps
 
 
 def _stated_gradients(case: Case, starts: list[Tensor]) -> list[Tensor]:

@@ -200,12 +200,12 @@ def _rm_loop(model, optimizer, chosen, rejected, epochs, batch_size, generator, 
             else:
                 w, lose = model(chosen[index.flip(0) if misaligned else index]), model(rejected[index])
             margin = lose - w if swapped else w - lose
-            loss = {"logsigmoid": lambda: -F.logsigmoid(margin).mean(), "one forward": lambda: -F.logsigmoid(margin).mean(),
-                    "softplus": lambda: F.softplus(-margin).mean(),
+            form = "logsigmoid" if loss_form == "one forward" else loss_form
+            loss = {"logsigmoid": lambda: -F.logsigmoid(margin).mean(), "softplus": lambda: F.softplus(-margin).mean(),
                     "bce": lambda: F.binary_cross_entropy_with_logits(margin, torch.ones_like(margin)),
                     "float64": lambda: -F.logsigmoid(margin.double()).mean(),
                     "sum": lambda: -F.logsigmoid(margin).sum(), "mse": lambda: ((margin - 1) ** 2).mean(),
-                    "hinge": lambda: F.relu(1 - margin).mean()}[loss_form]()
+                    "hinge": lambda: F.relu(1 - margin).mean()}[form]()
             if zero_grad:
                 optimizer.zero_grad()
             loss.backward()
@@ -266,6 +266,31 @@ def test_the_steps_are_compared_at_the_answers_parameters():
         want = P._stated_gradients(case, [start for start, _ in steps])
         gaps = [float((g - w).norm() / w.norm()) for (_, g), w in zip(steps, want, strict=True)]
         assert max(gaps) <= bound, gaps
+
+
+@pytest.mark.slow
+def test_the_stated_gradients_are_taken_at_the_given_parameters():
+    """Starts off the stated loop's own path (those of a loop that never zeroes its gradients):
+    the k-th recomputed gradient is ∇ of the mean Bradley-Terry loss of minibatch k (the k-th
+    slice of the epochs' permutations), at start k, to rounding."""
+    part = PARTS["reward_model_training"]
+    (case,) = part.cases(0, "random")
+    args, kwargs = case.arguments(CPU)
+    _rm_loop(*args, zero_grad=False, **kwargs)
+    starts = [start for start, _ in P._RECORDED[args[1]]]
+    want = P._stated_gradients(case, starts)
+    model, _, chosen, rejected, _, batch_size, _ = case.arguments(CPU)[0]
+    generator = torch.Generator().manual_seed(case.info["seed"] + 1)
+    minibatches = [index for _ in range(2) for index in torch.randperm(len(chosen), generator=generator).split(batch_size)]
+    params = list(model.parameters())
+    for k, start in enumerate(starts):
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(start.float(), params)
+        index = minibatches[k]
+        loss = -F.logsigmoid(model(chosen[index]) - model(rejected[index])).mean()
+        grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]).double()
+        assert float((grad - want[k]).norm() / grad.norm()) < 1e-5, k
+    assert float((starts[-1] - starts[0]).norm()) > 0.1  # the starts have moved
 
 
 @pytest.mark.slow

@@ -296,13 +296,17 @@ def _stated_gradients(case: Case, starts: list[Tensor]) -> list[Tensor]:
     return grads
 
 
+def _minibatches_per_epoch(info: dict[str, Any]) -> int:
+    """⌈P / batch_size⌉: the stated loop's optimizer steps per epoch."""
+    return -(-info["num_pairs"] // info["batch_size"])
+
+
 def _follows_the_loss(observed: dict, case: Case) -> str | None:
     """The loops of parts 3 and 6: each of the first steps is taken on the gradient of the
     stated loss over the stated minibatch, at the parameters the answer had reached."""
     info = case.info
-    expected = info["epochs"] * -(-info["num_pairs"] // info["batch_size"])
     steps = observed["result"]["stepped_on"]
-    compared = min(STEPS_FOLLOWED, expected)
+    compared = min(STEPS_FOLLOWED, info["epochs"] * _minibatches_per_epoch(info))
     if len(steps) < compared:
         return (f"the optimizer took {len(steps)} steps, too few to compare with the stated loop's first "
                 f"{compared}: one optimizer.step() per minibatch")
@@ -381,7 +385,7 @@ def _rm_ranks(observed: dict, case: Case) -> str | None:
 def _minibatch_budget(observed: dict, case: Case) -> str | None:
     """The loops of parts 3 and 6: one optimizer step per minibatch, ⌈P/batch_size⌉ minibatches per epoch."""
     info = case.info
-    per_epoch = -(-info["num_pairs"] // info["batch_size"])
+    per_epoch = _minibatches_per_epoch(info)
     expected = info["epochs"] * per_epoch
     steps = observed["result"]["steps"]
     if steps == expected:

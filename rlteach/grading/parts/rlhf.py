@@ -23,6 +23,7 @@ import copy
 import functools
 import math
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -296,7 +297,7 @@ def _stated_gradients(case: Case, starts: list[Tensor]) -> list[Tensor]:
     return grads
 
 
-def _minibatches_per_epoch(info: dict[str, Any]) -> int:
+def _minibatches_per_epoch(info: Mapping[str, Any]) -> int:
     """⌈P / batch_size⌉: the stated loop's optimizer steps per epoch."""
     return -(-info["num_pairs"] // info["batch_size"])
 
